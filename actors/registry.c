@@ -1,0 +1,1187 @@
+/*  registry actor
+
+    DESIGN. registry owns the module records (store keys mod/<name>, ModuleRecord)
+    and runs every lifecycle change as a saga: a worker thread that goes through the
+    steps in order, calling auth and sandbox with its own sockets, and reporting to
+    this loop with RegistrySaga messages. The loop never blocks: it keeps the records,
+    decides conflicts, writes records durably, and answers callers.
+
+    Saga steps as seen by the loop:
+        RESERVE  claim the name (and port) of a module for this saga: refused if another
+                 saga holds the name, if a live record has it, or if a live record or
+                 reservation holds the port. Nothing is written yet.
+        COMMIT   write the record (sync) and keep it in memory.
+        RELEASE  drop the reservation after a failure (nothing had been committed).
+        DONE     the saga is over: answer its caller (if any) with the saga's verdict.
+    One saga per module name at a time (start/stop/uninstall of a busy module -> 409),
+    so a module's steps are never interleaved.
+
+    Install: extract the ZIP into <data>/tmp (safe extraction), validate the manifest,
+    RESERVE, move the tree into <data>/modules/<name>/ (rename: atomic), issue the
+    token (auth) and a webhook secret, seal both under <data>/secure/modules/, run the
+    sandbox test, launch, wait for /health, COMMIT, DONE. Any failure before COMMIT
+    undoes what was done (token revoked, files removed, RELEASE), so a failed install
+    leaves nothing. A crash mid-install leaves at most a staging dir or a module dir
+    with no record; BOOT removes both.
+
+    Records are acknowledged only after they are durable. A record keeps no secret:
+    the token's hash lives with auth, the plaintext token and the webhook secret only
+    sealed in <data>/secure (needed to relaunch a module with the same token). */
+#include "actors/registry.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/actor.h"
+#include "core/context.h"
+#include "core/fsutil.h"
+#include "core/manifest.h"
+#include "core/perms.h"
+#include "core/token.h"
+#include "core/zipx.h"
+
+typedef enum { SAGA_INSTALL, SAGA_START, SAGA_STOP, SAGA_UNINSTALL, SAGA_BOOT } saga_kind_t;
+
+typedef struct self_t self_t;
+
+typedef struct {
+    uint64_t id;               // key in self->sagas
+    saga_kind_t kind;          // what it does
+    mc_context_t *ctx;         // shared context
+    const atomic_bool *cancel; // set when the actor stops: give up at the next call
+    char *zip_path;            // INSTALL: the uploaded archive (deleted by the saga)
+    Mc__ModuleRecord *record;  // START/STOP/UNINSTALL/BOOT: the record as it was (owned)
+    mc_request_t *caller;      // who waits for DONE (owned by the loop), or NULL
+    char *name;                // the module name once reserved (owned by the loop)
+    pthread_t thread;          // the worker
+} saga_t;
+
+struct self_t {
+    mc_context_t *ctx;        // shared context
+    zsock_t *router;          // inproc://modcore.registry
+    zhashx_t *records;        // name -> Mc__ModuleRecord * (every record, REMOVED too)
+    zhashx_t *sagas;          // saga id (as string) -> saga_t *
+    zhashx_t *busy;           // module name -> saga id string (names held by a saga)
+    zhashx_t *reserved_ports; // port (string) -> module name, for sagas not committed yet
+    atomic_bool cancel;       // tells workers to give up (shutdown)
+    uint64_t next_saga_id;    // ids of sagas
+    bool terminated;          // $TERM received
+};
+
+//  --- records ---------------------------------------------------------------------
+
+static Mc__ModuleRecord *s_record_dup (const Mc__ModuleRecord *rec)
+{
+    size_t len = mc__module_record__get_packed_size (rec);
+    uint8_t *buf = malloc (len ? len : 1);
+    assert (buf);
+    mc__module_record__pack (rec, buf);
+    Mc__ModuleRecord *copy = mc__module_record__unpack (NULL, len, buf);
+    free (buf);
+    assert (copy);
+    return copy;
+}
+
+static void s_record_free (void **item)
+{
+    if (*item)
+        mc__module_record__free_unpacked (*item, NULL);
+    *item = NULL;
+}
+
+//  Replaces rec's status reason with reason (owned). Unpacked messages point empty
+//  strings at protobuf-c's shared empty string, which must not be freed.
+static void s_set_reason (Mc__ModuleRecord *rec, char *reason)
+{
+    if (rec->status_reason && rec->status_reason != protobuf_c_empty_string)
+        free (rec->status_reason);
+    rec->status_reason = reason;
+}
+
+static bool s_live (const Mc__ModuleRecord *rec)
+{
+    return rec->status != MC__MODULE_STATUS__MODULE_REMOVED;
+}
+
+//  Writes rec durably and keeps a copy. Returns 0 or -1.
+static int s_commit (self_t *self, const Mc__ModuleRecord *rec)
+{
+    size_t len = mc__module_record__get_packed_size (rec);
+    uint8_t *buf = malloc (len ? len : 1);
+    assert (buf);
+    mc__module_record__pack (rec, buf);
+    char key[128];
+    snprintf (key, sizeof key, "mod/%s", rec->name);
+    int rc = mc_store_put (self->ctx->store, key, buf, len, true);
+    free (buf);
+    if (rc == 0)
+        zhashx_update (self->records, rec->name, s_record_dup (rec));
+    return rc;
+}
+
+static int s_load_one (const char *key, size_t klen, const void *value, size_t vlen, void *arg)
+{
+    self_t *self = arg;
+    Mc__ModuleRecord *rec = mc__module_record__unpack (NULL, vlen, value);
+    if (!rec || !rec->name || strcmp (rec->name, key + 4) != 0) {
+        zsys_warning ("registry: skipped an unreadable record %s", key);
+        if (rec)
+            mc__module_record__free_unpacked (rec, NULL);
+        return 0;
+    }
+    zhashx_update (self->records, rec->name, rec);
+    return 0;
+}
+
+//  --- saga worker (its own thread; never touches self) ------------------------------
+
+typedef struct {
+    saga_t *saga;      // the saga (read-only here, but for name)
+    zsock_t *registry; // DEALER to this actor's loop
+    zsock_t *auth;     // DEALER to auth
+    zsock_t *sandbox;  // DEALER to sandbox
+} worker_t;
+
+//  Reports a step; returns the loop's reply (caller frees) or NULL if the actor is
+//  stopping.
+static mc_env_t *s_step (worker_t *w, Mc__RegistrySaga__Step step, const Mc__ModuleRecord *rec)
+{
+    Mc__RegistrySaga msg = MC__REGISTRY_SAGA__INIT;
+    msg.step = step;
+    msg.saga_id = w->saga->id;
+    msg.module = (Mc__ModuleRecord *)rec;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_REGISTRY_SAGA;
+    env.registry_saga = &msg;
+    return mc_call_cancellable (w->registry, &env, 30000, w->saga->cancel);
+}
+
+//  Reports the end of the saga to the loop: status, error, detail, problems, record.
+static void s_done (worker_t *w, Mc__Status status, const char *code, const char *detail,
+                    json_t *problems, const Mc__ModuleRecord *rec)
+{
+    Mc__RegistrySaga msg = MC__REGISTRY_SAGA__INIT;
+    msg.step = MC__REGISTRY_SAGA__STEP__DONE;
+    msg.saga_id = w->saga->id;
+    msg.module = (Mc__ModuleRecord *)rec;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.status = status;
+    env.error = (char *)(code ? code : "");
+    env.detail = (char *)(detail ? detail : "");
+    size_t n = problems ? json_array_size (problems) : 0;
+    char *items[n ? n : 1];
+    for (size_t i = 0; i < n; i++)
+        items[i] = (char *)json_string_value (json_array_get (problems, i));
+    env.n_problems = n;
+    env.problems = items;
+    env.body_case = MC__ENVELOPE__BODY_REGISTRY_SAGA;
+    env.registry_saga = &msg;
+    mc_notify (w->registry, &env);
+}
+
+//  Calls an actor; on no answer (stopping, or a stuck actor) returns NULL.
+static mc_env_t *s_ask (worker_t *w, zsock_t *to, mc_env_t *req, int timeout_ms)
+{
+    return mc_call_cancellable (to, req, timeout_ms, w->saga->cancel);
+}
+
+static char *s_path (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+static char *s_path (const char *fmt, ...)
+{
+    va_list args;
+    va_start (args, fmt);
+    char *path = NULL;
+    if (vasprintf (&path, fmt, args) < 0)
+        abort ();
+    va_end (args);
+    return path;
+}
+
+//  Credentials file: "<token>\n<webhook secret>\n", sealed.
+static char *s_cred_path (mc_context_t *ctx, const char *name)
+{
+    return s_path ("%s/secure/modules/%s.cred", ctx->config->data_dir, name);
+}
+
+static int s_cred_load (mc_context_t *ctx, const char *name, char *token, char *secret)
+{
+    char *path = s_cred_path (ctx, name);
+    size_t len = 0;
+    char *plain = mc_seal_read (ctx->seal_key, path, &len);
+    free (path);
+    int rc = -1;
+    if (plain && len == MC_TOKEN_LEN + 1 + MC_SECRET_LEN + 1) {
+        memcpy (token, plain, MC_TOKEN_LEN);
+        token[MC_TOKEN_LEN] = 0;
+        memcpy (secret, plain + MC_TOKEN_LEN + 1, MC_SECRET_LEN);
+        secret[MC_SECRET_LEN] = 0;
+        rc = 0;
+    }
+    if (plain) {
+        sodium_memzero (plain, len);
+        free (plain);
+    }
+    return rc;
+}
+
+static int s_cred_store (mc_context_t *ctx, const char *name, const char *token, const char *secret)
+{
+    char plain[MC_TOKEN_LEN + MC_SECRET_LEN + 3];
+    snprintf (plain, sizeof plain, "%s\n%s\n", token, secret);
+    char *path = s_cred_path (ctx, name);
+    int rc = mc_seal_write (ctx->seal_key, path, plain, strlen (plain));
+    sodium_memzero (plain, sizeof plain);
+    free (path);
+    return rc;
+}
+
+//  The process spec for a module: its entry (or argv), directory, log and environment.
+//  The env strings are owned by the returned array (free with s_spec_free).
+static Mc__SandboxSpec *s_spec_new (mc_context_t *ctx, const Mc__ModuleRecord *rec,
+                                    const char *token, const char *secret)
+{
+    Mc__SandboxSpec *spec = calloc (1, sizeof *spec);
+    assert (spec);
+    mc__sandbox_spec__init (spec);
+    const mc_config_t *cfg = ctx->config;
+    spec->name = strdup (rec->name);
+    spec->dir = s_path ("%s/modules/%s", cfg->data_dir, rec->name);
+    spec->log_path = s_path ("%s/logs/%s.log", cfg->data_dir, rec->name);
+    spec->port = rec->port;
+    spec->health_timeout_ms = cfg->health_timeout_ms;
+    spec->memory_mb = rec->memory_mb;
+    spec->cpu = rec->cpu;
+    spec->n_argv = rec->n_entry;
+    spec->argv = calloc (rec->n_entry + 1, sizeof (char *));
+    for (size_t i = 0; i < rec->n_entry; i++)
+        spec->argv[i] = strdup (rec->entry[i]);
+    const char *host = strcmp (cfg->listen_host, "0.0.0.0") == 0 ? "127.0.0.1" : cfg->listen_host;
+    char *env[] = {
+        s_path ("SELENA_MODULE_TOKEN=%s", token),
+        s_path ("MODULE_TOKEN=%s", token),
+        s_path ("SELENA_WEBHOOK_SECRET=%s", secret),
+        s_path ("SELENA_CORE_URL=http://%s:%d/api/v1", host, ctx->gateway_port),
+        s_path ("SELENA_CORE_API=http://%s:%d/api/v1", host, ctx->gateway_port),
+        s_path ("SELENA_MODULE_NAME=%s", rec->name),
+        s_path ("SELENA_MODULE_PORT=%u", rec->port),
+        s_path ("SELENA_INSTALL_PATH=%s", spec->dir),
+        s_path ("MODCORE_SDK_ENDPOINT=ipc://%s/run/modcore.sock", cfg->data_dir),
+        s_path ("HOME=%s", spec->dir),
+        strdup ("PATH=/usr/local/bin:/usr/bin:/bin"),
+        strdup ("LANG=C.UTF-8"),
+        strdup ("TMPDIR=/tmp"),
+        strdup ("PYTHONDONTWRITEBYTECODE=1"),
+        strdup ("PYTHONUNBUFFERED=1"),
+    };
+    spec->n_env = sizeof env / sizeof env[0];
+    spec->env = calloc (spec->n_env, sizeof (char *));
+    memcpy (spec->env, env, sizeof env);
+    return spec;
+}
+
+static void s_spec_free (Mc__SandboxSpec **spec_p)
+{
+    Mc__SandboxSpec *spec = *spec_p;
+    if (!spec)
+        return;
+    for (size_t i = 0; i < spec->n_env; i++) {
+        sodium_memzero (spec->env[i], strlen (spec->env[i]));
+        free (spec->env[i]);
+    }
+    for (size_t i = 0; i < spec->n_argv; i++)
+        free (spec->argv[i]);
+    free (spec->env);
+    free (spec->argv);
+    free (spec->name);
+    free (spec->dir);
+    free (spec->log_path);
+    free (spec);
+    *spec_p = NULL;
+}
+
+//  Launches the module and waits for health. Fills rec's status, pid, reason.
+static void s_launch (worker_t *w, Mc__ModuleRecord *rec, const char *token, const char *secret)
+{
+    mc_context_t *ctx = w->saga->ctx;
+    Mc__SandboxSpec *spec = s_spec_new (ctx, rec, token, secret);
+    Mc__SandboxLaunch launch = MC__SANDBOX_LAUNCH__INIT;
+    launch.spec = spec;
+    mc_env_t req = MC__ENVELOPE__INIT;
+    req.body_case = MC__ENVELOPE__BODY_SANDBOX_LAUNCH;
+    req.sandbox_launch = &launch;
+    mc_env_t *reply =
+        s_ask (w, w->sandbox, &req,
+               (int)(ctx->config->health_timeout_ms + ctx->config->stop_grace_ms + 10000));
+    s_spec_free (&spec);
+    int64_t now = mc_time_unix ();
+    rec->updated_at = now;
+    if (reply && reply->status == MC__STATUS__STATUS_OK &&
+        reply->body_case == MC__ENVELOPE__BODY_SANDBOX_RESULT) {
+        rec->status = MC__MODULE_STATUS__MODULE_RUNNING;
+        rec->pid = reply->sandbox_result->pid;
+        rec->started_at = now;
+        s_set_reason (rec, strdup (""));
+    } else {
+        rec->status = MC__MODULE_STATUS__MODULE_FAILED;
+        rec->pid = 0;
+        s_set_reason (
+            rec, s_path ("start failed: %s", reply ? reply->detail : "no answer from the sandbox"));
+        zsys_warning ("registry: %s: %s", rec->name, rec->status_reason);
+    }
+    mc_env_free (reply);
+}
+
+//  Asks sandbox to stop the module's process (no-op if none).
+static int s_stop_process (worker_t *w, const char *name)
+{
+    Mc__SandboxStop stop = MC__SANDBOX_STOP__INIT;
+    stop.name = (char *)name;
+    mc_env_t req = MC__ENVELOPE__INIT;
+    req.body_case = MC__ENVELOPE__BODY_SANDBOX_STOP;
+    req.sandbox_stop = &stop;
+    mc_env_t *reply = s_ask (w, w->sandbox, &req, (int)w->saga->ctx->config->stop_grace_ms + 10000);
+    int rc = reply && reply->status == MC__STATUS__STATUS_OK ? 0 : -1;
+    mc_env_free (reply);
+    return rc;
+}
+
+static int s_revoke (worker_t *w, const char *name)
+{
+    Mc__AuthRevoke revoke = MC__AUTH_REVOKE__INIT;
+    revoke.principal = (char *)name;
+    mc_env_t req = MC__ENVELOPE__INIT;
+    req.body_case = MC__ENVELOPE__BODY_AUTH_REVOKE;
+    req.auth_revoke = &revoke;
+    mc_env_t *reply = s_ask (w, w->auth, &req, 10000);
+    int rc = reply && reply->status == MC__STATUS__STATUS_OK ? 0 : -1;
+    mc_env_free (reply);
+    return rc;
+}
+
+//  Registers token (given) or a new one (token empty: filled in) for rec.
+static int s_issue (worker_t *w, const Mc__ModuleRecord *rec, char *token)
+{
+    Mc__AuthIssue issue = MC__AUTH_ISSUE__INIT;
+    issue.principal = rec->name;
+    issue.kind = MC__PRINCIPAL_KIND__PRINCIPAL_MODULE;
+    issue.permissions = rec->permissions;
+    issue.system = strcmp (rec->type, "SYSTEM") == 0;
+    issue.token = token;
+    mc_env_t req = MC__ENVELOPE__INIT;
+    req.body_case = MC__ENVELOPE__BODY_AUTH_ISSUE;
+    req.auth_issue = &issue;
+    mc_env_t *reply = s_ask (w, w->auth, &req, 10000);
+    int rc = -1;
+    if (reply && reply->status == MC__STATUS__STATUS_OK &&
+        reply->body_case == MC__ENVELOPE__BODY_AUTH_ISSUED &&
+        strlen (reply->auth_issued->token) == MC_TOKEN_LEN) {
+        memcpy (token, reply->auth_issued->token, MC_TOKEN_LEN + 1);
+        sodium_memzero (reply->auth_issued->token, MC_TOKEN_LEN);
+        rc = 0;
+    }
+    mc_env_free (reply);
+    return rc;
+}
+
+//  Undoes an install after RESERVE: token, credentials, files, reservation.
+static void s_install_undo (worker_t *w, const Mc__ModuleRecord *rec, const char *dest)
+{
+    s_revoke (w, rec->name);
+    char *cred = s_cred_path (w->saga->ctx, rec->name);
+    unlink (cred);
+    free (cred);
+    if (dest)
+        mc_fs_rmtree (dest);
+    mc_env_free (s_step (w, MC__REGISTRY_SAGA__STEP__RELEASE, rec));
+}
+
+//  The directory holding manifest.json: the archive root, or its only top-level
+//  directory (archives made by zipping a folder).
+static char *s_find_root (const char *tree)
+{
+    char *manifest = s_path ("%s/manifest.json", tree);
+    bool here = mc_fs_exists (manifest);
+    free (manifest);
+    if (here)
+        return strdup (tree);
+    DIR *dir = opendir (tree);
+    if (!dir)
+        return strdup (tree);
+    char *only = NULL;
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir (dir)))
+        if (strcmp (e->d_name, ".") && strcmp (e->d_name, "..") && ++count == 1)
+            only = s_path ("%s/%s", tree, e->d_name);
+    closedir (dir);
+    struct stat st;
+    if (count == 1 && lstat (only, &st) == 0 && S_ISDIR (st.st_mode))
+        return only;
+    free (only);
+    return strdup (tree);
+}
+
+//  A new record from a validated manifest.
+static Mc__ModuleRecord *s_record_from_manifest (const mc_manifest_t *m)
+{
+    Mc__ModuleRecord *rec = calloc (1, sizeof *rec);
+    assert (rec);
+    mc__module_record__init (rec);
+    rec->name = strdup (m->name);
+    rec->version = strdup (m->version);
+    rec->type = strdup (m->type);
+    rec->api_version = strdup (m->api_version);
+    rec->ui_profile = strdup (m->ui_profile ? m->ui_profile : "");
+    rec->runtime_mode = strdup (m->runtime_mode);
+    rec->description = strdup (m->description ? m->description : "");
+    rec->author = strdup (m->author ? m->author : "");
+    rec->port = (uint32_t)m->port;
+    rec->permissions = m->permissions;
+    size_t n = 0;
+    while (m->entry && m->entry[n])
+        n++;
+    rec->n_entry = n;
+    rec->entry = calloc (n + 1, sizeof (char *));
+    for (size_t i = 0; i < n; i++)
+        rec->entry[i] = strdup (m->entry[i]);
+    rec->manifest_json = json_dumps (m->json, JSON_COMPACT | JSON_SORT_KEYS);
+    rec->memory_mb = m->memory_mb;
+    rec->cpu = m->cpu;
+    rec->status = MC__MODULE_STATUS__MODULE_INSTALLING;
+    rec->status_reason = strdup ("");
+    rec->installed_at = rec->updated_at = mc_time_unix ();
+    rec->want_running = true;
+    return rec;
+}
+
+//  Runs the install test in the sandbox. Returns the reply (caller frees) or NULL.
+static mc_env_t *s_sandbox_test (worker_t *w, const mc_manifest_t *m, const Mc__ModuleRecord *rec,
+                                 const char *token, const char *secret)
+{
+    mc_context_t *ctx = w->saga->ctx;
+    Mc__SandboxSpec *spec = s_spec_new (ctx, rec, token, secret);
+    Mc__SandboxTest test = MC__SANDBOX_TEST__INIT;
+    test.spec = spec;
+    test.timeout_ms = ctx->config->sandbox_test_ms;
+    char **saved_argv = spec->argv;
+    size_t saved_n = spec->n_argv;
+    if (m->test) {
+        size_t n = 0;
+        while (m->test[n])
+            n++;
+        spec->argv = m->test;
+        spec->n_argv = n;
+        test.wait_exit = true;
+    }
+    mc_env_t req = MC__ENVELOPE__INIT;
+    req.body_case = MC__ENVELOPE__BODY_SANDBOX_TEST;
+    req.sandbox_test = &test;
+    mc_env_t *reply =
+        s_ask (w, w->sandbox, &req,
+               (int)(ctx->config->sandbox_test_ms + ctx->config->stop_grace_ms + 10000));
+    spec->argv = saved_argv;
+    spec->n_argv = saved_n;
+    s_spec_free (&spec);
+    return reply;
+}
+
+static void s_saga_install (worker_t *w)
+{
+    mc_context_t *ctx = w->saga->ctx;
+    const mc_config_t *cfg = ctx->config;
+    char *stage = s_path ("%s/tmp/stage-XXXXXX", cfg->data_dir);
+    char *tree = NULL, *root = NULL, *dest = NULL;
+    mc_manifest_t *manifest = NULL;
+    Mc__ModuleRecord *rec = NULL;
+    json_t *problems = NULL;
+    char token[MC_TOKEN_LEN + 1] = "", secret[MC_SECRET_LEN + 1] = "";
+
+    if (!mkdtemp (stage)) {
+        s_done (w, MC__STATUS__STATUS_INTERNAL, "IO_ERROR", "cannot create a staging directory",
+                NULL, NULL);
+        goto cleanup;
+    }
+    tree = s_path ("%s/m", stage);
+    mc_error_t err = {"", ""};
+    if (mc_zipx_extract (w->saga->zip_path, tree, &cfg->zip_limits, &err) != 0) {
+        bool size = !strcmp (err.code, "ZIP_TOO_LARGE") || !strcmp (err.code, "ZIP_BOMB") ||
+                    !strcmp (err.code, "ZIP_TOO_MANY_ENTRIES");
+        bool ours = !strcmp (err.code, "IO_ERROR");
+        s_done (w,
+                ours ? MC__STATUS__STATUS_INTERNAL
+                     : (size ? MC__STATUS__STATUS_TOO_LARGE : MC__STATUS__STATUS_BAD_REQUEST),
+                err.code, err.detail, NULL, NULL);
+        goto cleanup;
+    }
+    unlink (w->saga->zip_path);
+    root = s_find_root (tree);
+    manifest = mc_manifest_load_dir (root, &problems);
+    if (!manifest) {
+        char detail[128];
+        snprintf (detail, sizeof detail, "manifest.json is not valid (%zu problem%s)",
+                  json_array_size (problems), json_array_size (problems) == 1 ? "" : "s");
+        s_done (w, MC__STATUS__STATUS_INVALID, "MANIFEST_INVALID", detail, problems, NULL);
+        goto cleanup;
+    }
+    rec = s_record_from_manifest (manifest);
+    mc_env_t *reply = s_step (w, MC__REGISTRY_SAGA__STEP__RESERVE, rec);
+    if (!reply || reply->status != MC__STATUS__STATUS_OK) {
+        s_done (w, reply ? reply->status : MC__STATUS__STATUS_UNAVAILABLE,
+                reply ? reply->error : "SHUTTING_DOWN",
+                reply ? reply->detail : "the core is stopping", NULL, NULL);
+        mc_env_free (reply);
+        goto cleanup;
+    }
+    mc_env_free (reply);
+
+    dest = s_path ("%s/modules/%s", cfg->data_dir, rec->name);
+    if (mc_fs_exists (dest))
+        mc_fs_rmtree (dest); // leftovers of a removed module of the same name
+    if (rename (root, dest) != 0) {
+        s_done (w, MC__STATUS__STATUS_INTERNAL, "IO_ERROR", "cannot move the module into place",
+                NULL, NULL);
+        s_install_undo (w, rec, NULL);
+        goto cleanup;
+    }
+    mc_secret_generate (secret);
+    if (s_issue (w, rec, token) != 0 || s_cred_store (ctx, rec->name, token, secret) != 0) {
+        s_done (w, MC__STATUS__STATUS_INTERNAL, "CREDENTIALS_FAILED",
+                "cannot issue or store the module's credentials", NULL, NULL);
+        s_install_undo (w, rec, dest);
+        goto cleanup;
+    }
+    reply = s_sandbox_test (w, manifest, rec, token, secret);
+    if (!reply || reply->status != MC__STATUS__STATUS_OK) {
+        Mc__SandboxResult *result = reply && reply->body_case == MC__ENVELOPE__BODY_SANDBOX_RESULT
+                                        ? reply->sandbox_result
+                                        : NULL;
+        char *detail = s_path ("sandbox test failed: %s",
+                               reply ? reply->detail : "no answer from the sandbox");
+        Mc__RegistrySaga msg = MC__REGISTRY_SAGA__INIT;
+        msg.step = MC__REGISTRY_SAGA__STEP__DONE;
+        msg.saga_id = w->saga->id;
+        mc_env_t done = MC__ENVELOPE__INIT;
+        done.status = MC__STATUS__STATUS_BAD_REQUEST;
+        done.error = "SANDBOX_TEST_FAILED";
+        done.detail = detail;
+        done.output = result ? result->output : "";
+        done.body_case = MC__ENVELOPE__BODY_REGISTRY_SAGA;
+        done.registry_saga = &msg;
+        s_install_undo (w, rec, dest);
+        mc_notify (w->registry, &done);
+        free (detail);
+        mc_env_free (reply);
+        goto cleanup;
+    }
+    mc_env_free (reply);
+
+    s_launch (w, rec, token, secret);
+    reply = s_step (w, MC__REGISTRY_SAGA__STEP__COMMIT, rec);
+    if (!reply || reply->status != MC__STATUS__STATUS_OK) {
+        s_stop_process (w, rec->name);
+        s_install_undo (w, rec, dest);
+        s_done (w, MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot store the module record",
+                NULL, NULL);
+        mc_env_free (reply);
+        goto cleanup;
+    }
+    mc_env_free (reply);
+    zsys_info ("registry: installed %s %s (%s)", rec->name, rec->version,
+               rec->status == MC__MODULE_STATUS__MODULE_RUNNING ? "running" : "failed to start");
+    s_done (w, MC__STATUS__STATUS_OK, NULL, NULL, NULL, rec);
+
+cleanup:
+    sodium_memzero (token, sizeof token);
+    sodium_memzero (secret, sizeof secret);
+    unlink (w->saga->zip_path);
+    if (stage)
+        mc_fs_rmtree (stage);
+    json_decref (problems);
+    mc_manifest_destroy (&manifest);
+    if (rec)
+        mc__module_record__free_unpacked (rec, NULL);
+    free (stage);
+    free (tree);
+    free (root);
+    free (dest);
+}
+
+//  START and BOOT: launch with the module's own token, record the outcome.
+static void s_saga_start (worker_t *w)
+{
+    Mc__ModuleRecord *rec = s_record_dup (w->saga->record);
+    char token[MC_TOKEN_LEN + 1] = "", secret[MC_SECRET_LEN + 1] = "";
+    rec->want_running = true;
+    if (s_cred_load (w->saga->ctx, rec->name, token, secret) != 0 || s_issue (w, rec, token) != 0) {
+        rec->status = MC__MODULE_STATUS__MODULE_FAILED;
+        s_set_reason (rec, strdup ("start failed: the module's credentials are missing or "
+                                   "unreadable; reinstall it"));
+        rec->pid = 0;
+    } else
+        s_launch (w, rec, token, secret);
+    sodium_memzero (token, sizeof token);
+    sodium_memzero (secret, sizeof secret);
+    mc_env_t *reply = s_step (w, MC__REGISTRY_SAGA__STEP__COMMIT, rec);
+    bool stored = reply && reply->status == MC__STATUS__STATUS_OK;
+    mc_env_free (reply);
+    if (!stored)
+        s_done (w, MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot store the module record",
+                NULL, rec);
+    else if (rec->status != MC__MODULE_STATUS__MODULE_RUNNING)
+        s_done (w, MC__STATUS__STATUS_UNAVAILABLE, "MODULE_START_FAILED", rec->status_reason, NULL,
+                rec);
+    else {
+        zsys_info ("registry: started %s", rec->name);
+        s_done (w, MC__STATUS__STATUS_OK, NULL, NULL, NULL, rec);
+    }
+    mc__module_record__free_unpacked (rec, NULL);
+}
+
+static void s_saga_stop (worker_t *w)
+{
+    Mc__ModuleRecord *rec = s_record_dup (w->saga->record);
+    if (s_stop_process (w, rec->name) != 0) {
+        s_done (w, MC__STATUS__STATUS_INTERNAL, "STOP_FAILED", "the sandbox did not stop it", NULL,
+                NULL);
+        mc__module_record__free_unpacked (rec, NULL);
+        return;
+    }
+    rec->status = MC__MODULE_STATUS__MODULE_STOPPED;
+    rec->want_running = false;
+    rec->pid = 0;
+    rec->updated_at = mc_time_unix ();
+    s_set_reason (rec, strdup ("stopped by the operator"));
+    mc_env_t *reply = s_step (w, MC__REGISTRY_SAGA__STEP__COMMIT, rec);
+    if (reply && reply->status == MC__STATUS__STATUS_OK) {
+        zsys_info ("registry: stopped %s", rec->name);
+        s_done (w, MC__STATUS__STATUS_OK, NULL, NULL, NULL, rec);
+    } else
+        s_done (w, MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot store the module record",
+                NULL, NULL);
+    mc_env_free (reply);
+    mc__module_record__free_unpacked (rec, NULL);
+}
+
+static void s_saga_uninstall (worker_t *w)
+{
+    mc_context_t *ctx = w->saga->ctx;
+    Mc__ModuleRecord *rec = s_record_dup (w->saga->record);
+    //  Token first: from this moment the module's calls are refused.
+    if (s_revoke (w, rec->name) != 0) {
+        s_done (w, MC__STATUS__STATUS_INTERNAL, "REVOKE_FAILED", "cannot revoke the token", NULL,
+                NULL);
+        mc__module_record__free_unpacked (rec, NULL);
+        return;
+    }
+    s_stop_process (w, rec->name);
+    char *dir = s_path ("%s/modules/%s", ctx->config->data_dir, rec->name);
+    char *cred = s_cred_path (ctx, rec->name);
+    unlink (cred);
+    mc_fs_rmtree (dir);
+    rec->status = MC__MODULE_STATUS__MODULE_REMOVED;
+    rec->want_running = false;
+    rec->pid = 0;
+    rec->updated_at = mc_time_unix ();
+    s_set_reason (rec, strdup ("uninstalled"));
+    mc_env_t *reply = s_step (w, MC__REGISTRY_SAGA__STEP__COMMIT, rec);
+    if (reply && reply->status == MC__STATUS__STATUS_OK) {
+        zsys_info ("registry: uninstalled %s", rec->name);
+        s_done (w, MC__STATUS__STATUS_OK, NULL, NULL, NULL, rec);
+    } else
+        s_done (w, MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot store the module record",
+                NULL, NULL);
+    mc_env_free (reply);
+    free (dir);
+    free (cred);
+    mc__module_record__free_unpacked (rec, NULL);
+}
+
+static void *s_worker_main (void *arg)
+{
+    worker_t w = {arg, mc_client_new ("registry"), mc_client_new ("auth"),
+                  mc_client_new ("sandbox")};
+    switch (w.saga->kind) {
+        case SAGA_INSTALL:
+            s_saga_install (&w);
+            break;
+        case SAGA_START:
+        case SAGA_BOOT:
+            s_saga_start (&w);
+            break;
+        case SAGA_STOP:
+            s_saga_stop (&w);
+            break;
+        case SAGA_UNINSTALL:
+            s_saga_uninstall (&w);
+            break;
+    }
+    zsock_destroy (&w.registry);
+    zsock_destroy (&w.auth);
+    zsock_destroy (&w.sandbox);
+    return NULL;
+}
+
+//  --- the loop ------------------------------------------------------------------------
+
+static void s_saga_destroy (void **item)
+{
+    saga_t *saga = *item;
+    if (!saga)
+        return;
+    free (saga->zip_path);
+    free (saga->name);
+    if (saga->record)
+        mc__module_record__free_unpacked (saga->record, NULL);
+    mc_request_destroy (&saga->caller);
+    free (saga);
+    *item = NULL;
+}
+
+//  Starts a saga in its own thread. name (may be NULL for installs) is marked busy.
+static void s_saga_start_thread (self_t *self, saga_kind_t kind, const char *name,
+                                 const Mc__ModuleRecord *record, char *zip_path,
+                                 mc_request_t *caller)
+{
+    saga_t *saga = calloc (1, sizeof *saga);
+    assert (saga);
+    saga->id = ++self->next_saga_id;
+    saga->kind = kind;
+    saga->ctx = self->ctx;
+    saga->cancel = &self->cancel;
+    saga->zip_path = zip_path;
+    saga->record = record ? s_record_dup (record) : NULL;
+    saga->caller = caller;
+    char key[24];
+    snprintf (key, sizeof key, "%" PRIu64, saga->id);
+    if (name) {
+        saga->name = strdup (name);
+        zhashx_insert (self->busy, name, strdup (key));
+    }
+    zhashx_insert (self->sagas, key, saga);
+    if (pthread_create (&saga->thread, NULL, s_worker_main, saga) != 0) {
+        zsys_error ("registry: cannot start a worker thread");
+        if (caller)
+            mc_reply_error (self->router, caller->routing_id, caller->env->request_id,
+                            MC__STATUS__STATUS_INTERNAL, "NO_THREAD", "cannot start the operation");
+        if (name)
+            zhashx_delete (self->busy, name);
+        zhashx_delete (self->sagas, key);
+    }
+}
+
+//  Releases what a saga holds: its name and any reserved port.
+static void s_release (self_t *self, saga_t *saga)
+{
+    if (!saga->name)
+        return;
+    zhashx_delete (self->busy, saga->name);
+    zlistx_t *ports = zhashx_keys (self->reserved_ports);
+    for (char *port = zlistx_first (ports); port; port = zlistx_next (ports))
+        if (streq (zhashx_lookup (self->reserved_ports, port), saga->name))
+            zhashx_delete (self->reserved_ports, port);
+    zlistx_destroy (&ports);
+    free (saga->name);
+    saga->name = NULL;
+}
+
+static void s_reply_record (self_t *self, mc_request_t *req, const Mc__ModuleRecord *rec)
+{
+    mc_env_t reply = MC__ENVELOPE__INIT;
+    reply.body_case = MC__ENVELOPE__BODY_MODULE;
+    reply.module = (Mc__ModuleRecord *)rec;
+    mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+}
+
+//  RESERVE: the name must be free and the port unused.
+static void s_on_reserve (self_t *self, mc_request_t *req, saga_t *saga, Mc__ModuleRecord *rec)
+{
+    Mc__ModuleRecord *have = zhashx_lookup (self->records, rec->name);
+    if (zhashx_lookup (self->busy, rec->name) || (have && s_live (have))) {
+        mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                        MC__STATUS__STATUS_CONFLICT, "ALREADY_INSTALLED",
+                        "a module named %s is already installed (uninstall it first)", rec->name);
+        return;
+    }
+    if (rec->port) {
+        char port[16];
+        snprintf (port, sizeof port, "%u", rec->port);
+        const char *holder = zhashx_lookup (self->reserved_ports, port);
+        for (Mc__ModuleRecord *r = zhashx_first (self->records); r && !holder;
+             r = zhashx_next (self->records))
+            if (s_live (r) && r->port == rec->port)
+                holder = r->name;
+        if (holder) {
+            mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                            MC__STATUS__STATUS_CONFLICT, "PORT_IN_USE",
+                            "port %u is already used by module %s", rec->port, holder);
+            return;
+        }
+        zhashx_insert (self->reserved_ports, port, rec->name);
+    }
+    char key[24];
+    snprintf (key, sizeof key, "%" PRIu64, saga->id);
+    zhashx_insert (self->busy, rec->name, strdup (key));
+    saga->name = strdup (rec->name);
+    //  Shown (as INSTALLING) while the install runs: the module may ask who it is
+    //  during its own test run and launch, before the record is committed.
+    if (saga->record)
+        mc__module_record__free_unpacked (saga->record, NULL);
+    saga->record = s_record_dup (rec);
+    mc_env_t reply = MC__ENVELOPE__INIT;
+    mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+}
+
+//  DONE: answer the saga's caller, forget the saga.
+static void s_on_done (self_t *self, mc_request_t *req, saga_t *saga)
+{
+    mc_env_t *done = req->env;
+    if (saga->caller) {
+        mc_env_t reply = MC__ENVELOPE__INIT;
+        reply.status = done->status;
+        reply.error = done->error;
+        reply.detail = done->detail;
+        reply.problems = done->problems;
+        reply.n_problems = done->n_problems;
+        reply.output = done->output;
+        if (done->registry_saga->module) {
+            reply.body_case = MC__ENVELOPE__BODY_MODULE;
+            reply.module = done->registry_saga->module;
+        }
+        mc_reply (self->router, saga->caller->routing_id, saga->caller->env->request_id, &reply);
+    }
+    s_release (self, saga);
+    pthread_join (saga->thread, NULL);
+    char key[24];
+    snprintf (key, sizeof key, "%" PRIu64, saga->id);
+    zhashx_delete (self->sagas, key);
+}
+
+static void s_on_saga (self_t *self, mc_request_t *req)
+{
+    Mc__RegistrySaga *msg = req->env->registry_saga;
+    char key[24];
+    snprintf (key, sizeof key, "%" PRIu64, msg->saga_id);
+    saga_t *saga = zhashx_lookup (self->sagas, key);
+    if (!saga) {
+        mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                        MC__STATUS__STATUS_NOT_FOUND, "NO_SAGA", "unknown saga");
+        return;
+    }
+    switch (msg->step) {
+        case MC__REGISTRY_SAGA__STEP__RESERVE:
+            if (msg->module && msg->module->name)
+                s_on_reserve (self, req, saga, msg->module);
+            break;
+        case MC__REGISTRY_SAGA__STEP__COMMIT:
+            if (msg->module && msg->module->name && s_commit (self, msg->module) == 0) {
+                mc_env_t reply = MC__ENVELOPE__INIT;
+                mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+            } else
+                mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                                MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot store");
+            break;
+        case MC__REGISTRY_SAGA__STEP__RELEASE: {
+            s_release (self, saga);
+            mc_env_t reply = MC__ENVELOPE__INIT;
+            mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+            break;
+        }
+        case MC__REGISTRY_SAGA__STEP__DONE:
+            s_on_done (self, req, saga);
+            break;
+        case _MC__REGISTRY_SAGA__STEP_IS_INT_SIZE:
+            break;
+    }
+}
+
+//  start/stop/uninstall: the module must exist, be live, and have no saga running.
+static Mc__ModuleRecord *s_lookup_idle (self_t *self, mc_request_t *req, const char *name)
+{
+    Mc__ModuleRecord *rec = name ? zhashx_lookup (self->records, name) : NULL;
+    if (!rec || !s_live (rec)) {
+        mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                        MC__STATUS__STATUS_NOT_FOUND, "MODULE_NOT_FOUND",
+                        "no module named %s is installed", name ? name : "");
+        return NULL;
+    }
+    if (zhashx_lookup (self->busy, name)) {
+        mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                        MC__STATUS__STATUS_CONFLICT, "MODULE_BUSY",
+                        "module %s is busy with another operation; try again", name);
+        return NULL;
+    }
+    return rec;
+}
+
+//  Returns true if the request was kept by a saga (do not free it).
+static bool s_on_lifecycle (self_t *self, mc_request_t *req, saga_kind_t kind, const char *name)
+{
+    Mc__ModuleRecord *rec = s_lookup_idle (self, req, name);
+    if (!rec)
+        return false;
+    if (kind == SAGA_START && rec->status == MC__MODULE_STATUS__MODULE_RUNNING) {
+        s_reply_record (self, req, rec); // already running: nothing to do
+        return false;
+    }
+    if (kind == SAGA_START)
+        rec->status = MC__MODULE_STATUS__MODULE_STARTING; // shown meanwhile, not stored
+    s_saga_start_thread (self, kind, name, rec, NULL, req);
+    return true;
+}
+
+//  The record of a module whose install saga is running, or NULL.
+static Mc__ModuleRecord *s_installing (self_t *self, const char *name)
+{
+    const char *key = name ? zhashx_lookup (self->busy, name) : NULL;
+    saga_t *saga = key ? zhashx_lookup (self->sagas, key) : NULL;
+    return saga && saga->kind == SAGA_INSTALL ? saga->record : NULL;
+}
+
+static int s_cmp_name (const void *a, const void *b)
+{
+    return strcmp ((*(Mc__ModuleRecord *const *)a)->name, (*(Mc__ModuleRecord *const *)b)->name);
+}
+
+static void s_on_list (self_t *self, mc_request_t *req)
+{
+    size_t n = zhashx_size (self->records), count = 0;
+    Mc__ModuleRecord **items = calloc (n + 1, sizeof *items);
+    for (Mc__ModuleRecord *r = zhashx_first (self->records); r; r = zhashx_next (self->records))
+        if (s_live (r) || req->env->registry_list->include_removed)
+            items[count++] = r;
+    zlistx_t *busy = zhashx_keys (self->busy);
+    for (char *name = zlistx_first (busy); name; name = zlistx_next (busy)) {
+        Mc__ModuleRecord *r = s_installing (self, name);
+        if (r) {
+            items = realloc (items, (count + 1) * sizeof *items);
+            items[count++] = r;
+        }
+    }
+    zlistx_destroy (&busy);
+    qsort (items, count, sizeof *items, s_cmp_name);
+    Mc__ModuleList list = MC__MODULE_LIST__INIT;
+    list.n_modules = count;
+    list.modules = items;
+    mc_env_t reply = MC__ENVELOPE__INIT;
+    reply.body_case = MC__ENVELOPE__BODY_MODULE_LIST;
+    reply.module_list = &list;
+    mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+    free (items);
+}
+
+//  A module process ended on its own: the record says so, durably.
+static void s_on_exited (self_t *self, Mc__RegistryExited *exited)
+{
+    Mc__ModuleRecord *rec = exited->name ? zhashx_lookup (self->records, exited->name) : NULL;
+    if (!rec || rec->status != MC__MODULE_STATUS__MODULE_RUNNING || rec->pid != exited->pid ||
+        zhashx_lookup (self->busy, exited->name))
+        return;
+    Mc__ModuleRecord *copy = s_record_dup (rec);
+    copy->status = MC__MODULE_STATUS__MODULE_FAILED;
+    copy->pid = 0;
+    copy->updated_at = mc_time_unix ();
+    if (exited->signal)
+        s_set_reason (copy, s_path ("killed by signal %d", exited->signal));
+    else
+        s_set_reason (copy, s_path ("exited with code %d", exited->exit_code));
+    s_commit (self, copy);
+    mc__module_record__free_unpacked (copy, NULL);
+}
+
+static void s_on_request (self_t *self)
+{
+    mc_request_t *req = mc_request_recv (self->router);
+    if (!req)
+        return;
+    bool kept = false;
+    mc_env_t *env = req->env;
+    switch (env->body_case) {
+        case MC__ENVELOPE__BODY_REGISTRY_INSTALL:
+            if (!env->registry_install->zip_path || !*env->registry_install->zip_path)
+                mc_reply_error (self->router, req->routing_id, env->request_id,
+                                MC__STATUS__STATUS_BAD_REQUEST, "BAD_REQUEST", "no archive");
+            else {
+                s_saga_start_thread (self, SAGA_INSTALL, NULL, NULL,
+                                     strdup (env->registry_install->zip_path), req);
+                kept = true;
+            }
+            break;
+        case MC__ENVELOPE__BODY_REGISTRY_GET: {
+            const char *name = env->registry_get->name;
+            Mc__ModuleRecord *rec = name ? zhashx_lookup (self->records, name) : NULL;
+            if (!rec || !s_live (rec))
+                rec = s_installing (self, name);
+            if (rec && s_live (rec))
+                s_reply_record (self, req, rec);
+            else
+                mc_reply_error (self->router, req->routing_id, env->request_id,
+                                MC__STATUS__STATUS_NOT_FOUND, "MODULE_NOT_FOUND",
+                                "no module named %s is installed", name ? name : "");
+            break;
+        }
+        case MC__ENVELOPE__BODY_REGISTRY_LIST:
+            s_on_list (self, req);
+            break;
+        case MC__ENVELOPE__BODY_REGISTRY_START:
+            kept = s_on_lifecycle (self, req, SAGA_START, env->registry_start->name);
+            break;
+        case MC__ENVELOPE__BODY_REGISTRY_STOP:
+            kept = s_on_lifecycle (self, req, SAGA_STOP, env->registry_stop->name);
+            break;
+        case MC__ENVELOPE__BODY_REGISTRY_UNINSTALL:
+            kept = s_on_lifecycle (self, req, SAGA_UNINSTALL, env->registry_uninstall->name);
+            break;
+        case MC__ENVELOPE__BODY_REGISTRY_EXITED:
+            s_on_exited (self, env->registry_exited);
+            break;
+        case MC__ENVELOPE__BODY_REGISTRY_SAGA:
+            s_on_saga (self, req);
+            break;
+        case MC__ENVELOPE__BODY__NOT_SET:
+        case MC__ENVELOPE__BODY_AUTH_ISSUE:
+        case MC__ENVELOPE__BODY_AUTH_ISSUED:
+        case MC__ENVELOPE__BODY_AUTH_REVOKE:
+        case MC__ENVELOPE__BODY_AUTH_VERIFY:
+        case MC__ENVELOPE__BODY_AUTH_VERDICT:
+        case MC__ENVELOPE__BODY_MODULE:
+        case MC__ENVELOPE__BODY_MODULE_LIST:
+        case MC__ENVELOPE__BODY_SANDBOX_TEST:
+        case MC__ENVELOPE__BODY_SANDBOX_LAUNCH:
+        case MC__ENVELOPE__BODY_SANDBOX_STOP:
+        case MC__ENVELOPE__BODY_SANDBOX_RESULT:
+        case MC__ENVELOPE__BODY_SANDBOX_STATUS:
+        case _MC__ENVELOPE__BODY__CASE_IS_INT_SIZE:
+            mc_reply_error (self->router, req->routing_id, env->request_id,
+                            MC__STATUS__STATUS_BAD_REQUEST, "UNSUPPORTED",
+                            "registry does not handle this message");
+            break;
+    }
+    if (!kept)
+        mc_request_destroy (&req);
+}
+
+//  BOOT: clear what a crash left behind, then bring back the always_on modules that
+//  were running.
+static void s_boot (self_t *self)
+{
+    const char *data = self->ctx->config->data_dir;
+    char *tmp = s_path ("%s/tmp", data);
+    DIR *dir = opendir (tmp);
+    struct dirent *e;
+    while (dir && (e = readdir (dir)))
+        if (strcmp (e->d_name, ".") && strcmp (e->d_name, "..")) {
+            char *path = s_path ("%s/%s", tmp, e->d_name);
+            mc_fs_rmtree (path);
+            free (path);
+        }
+    if (dir)
+        closedir (dir);
+    free (tmp);
+
+    char *modules = s_path ("%s/modules", data);
+    dir = opendir (modules);
+    while (dir && (e = readdir (dir))) {
+        if (!strcmp (e->d_name, ".") || !strcmp (e->d_name, ".."))
+            continue;
+        Mc__ModuleRecord *rec = zhashx_lookup (self->records, e->d_name);
+        if (!rec || !s_live (rec)) {
+            char *path = s_path ("%s/%s", modules, e->d_name);
+            zsys_info ("registry: removing %s (no installed module owns it)", path);
+            mc_fs_rmtree (path);
+            free (path);
+        }
+    }
+    if (dir)
+        closedir (dir);
+    free (modules);
+
+    zlistx_t *names = zhashx_keys (self->records);
+    for (char *name = zlistx_first (names); name; name = zlistx_next (names)) {
+        Mc__ModuleRecord *rec = zhashx_lookup (self->records, name);
+        bool was_running = rec->status == MC__MODULE_STATUS__MODULE_RUNNING ||
+                           rec->status == MC__MODULE_STATUS__MODULE_STARTING;
+        if (!was_running || !rec->want_running)
+            continue;
+        if (streq (rec->runtime_mode, "always_on")) {
+            rec->status = MC__MODULE_STATUS__MODULE_STARTING;
+            s_saga_start_thread (self, SAGA_BOOT, name, rec, NULL, NULL);
+        } else {
+            Mc__ModuleRecord *copy = s_record_dup (rec);
+            copy->status = MC__MODULE_STATUS__MODULE_STOPPED;
+            copy->pid = 0;
+            s_set_reason (copy, strdup ("not always_on: waits to be started after a restart"));
+            s_commit (self, copy);
+            mc__module_record__free_unpacked (copy, NULL);
+        }
+    }
+    zlistx_destroy (&names);
+}
+
+static self_t *s_self_new (mc_context_t *ctx)
+{
+    self_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->ctx = ctx;
+    self->router = mc_actor_bind ("registry");
+    self->records = zhashx_new ();
+    zhashx_set_destructor (self->records, s_record_free);
+    self->sagas = zhashx_new ();
+    zhashx_set_destructor (self->sagas, s_saga_destroy);
+    self->busy = zhashx_new ();
+    zhashx_set_destructor (self->busy, (zhashx_destructor_fn *)zstr_free);
+    self->reserved_ports = zhashx_new (); // values borrowed from records/sagas
+    atomic_init (&self->cancel, false);
+    return self;
+}
+
+static void s_self_destroy (self_t **self_p)
+{
+    self_t *self = *self_p;
+    if (!self)
+        return;
+    //  Workers give up at their next call; wait for each before freeing what they read.
+    atomic_store (&self->cancel, true);
+    for (saga_t *saga = zhashx_first (self->sagas); saga; saga = zhashx_next (self->sagas))
+        pthread_join (saga->thread, NULL);
+    zhashx_destroy (&self->sagas);
+    zhashx_destroy (&self->busy);
+    zhashx_destroy (&self->reserved_ports);
+    zhashx_destroy (&self->records);
+    zsock_destroy (&self->router);
+    free (self);
+    *self_p = NULL;
+}
+
+void mc_registry_actor (zsock_t *pipe, void *args)
+{
+    self_t *self = s_self_new ((mc_context_t *)args);
+    if (!self->router || mc_store_scan (self->ctx->store, "mod/", s_load_one, self) != 0) {
+        s_self_destroy (&self);
+        mc_actor_ready (pipe, -1);
+        return;
+    }
+    zsys_info ("registry: %zu module records loaded", zhashx_size (self->records));
+    mc_actor_ready (pipe, 0);
+    zpoller_t *poller = zpoller_new (pipe, self->router, NULL);
+    while (!self->terminated) {
+        void *which = zpoller_wait (poller, -1);
+        if (which == pipe) {
+            char *command = zstr_recv (pipe);
+            if (!command || streq (command, "$TERM"))
+                self->terminated = true;
+            else if (streq (command, "BOOT"))
+                s_boot (self);
+            zstr_free (&command);
+        } else if (which == self->router)
+            s_on_request (self);
+        else if (zpoller_terminated (poller))
+            break;
+    }
+    zpoller_destroy (&poller);
+    s_self_destroy (&self);
+}

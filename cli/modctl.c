@@ -1,0 +1,929 @@
+/*  modctl: the operator's command line for modcored.
+
+    One HTTP request (two for `status`) per command against the core's /api/v1 API,
+    authenticated with the admin token that modcored writes to <data-dir>/admin.token,
+    so a local operator never types it. Answers are printed as text, or as the server's
+    JSON with --json.
+
+    Exit status: 0 ok, 1 the server answered with an error (or an answer modctl cannot
+    understand), 2 usage or local error (bad option, unreadable token or ZIP),
+    3 the server could not be reached or did not answer in time.
+
+    The token is never printed, not even in error messages. libcurl talks only to the
+    given URL: no proxy, no redirects, http(s) only. */
+
+#include <assert.h>
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MC_VERSION
+#define MC_VERSION "0.0.0"
+#endif
+
+#define MC_CTL_DEFAULT_URL      "http://127.0.0.1:7070"
+#define MC_CTL_DEFAULT_DATA_DIR "./data"
+#define MC_CTL_CONNECT_TIMEOUT  5L                    // seconds to open the TCP connection
+#define MC_CTL_MAX_ANSWER       (64u * 1024 * 1024)   // refuse answers larger than this
+#define MC_CTL_MAX_TOKEN        4096                  // longest admin token accepted
+#define MC_CTL_MAX_ARCHIVE      (1024u * 1024 * 1024) // largest module ZIP sent
+
+enum { MC_CTL_OK = 0, MC_CTL_SERVER_ERROR = 1, MC_CTL_LOCAL_ERROR = 2, MC_CTL_UNREACHABLE = 3 };
+
+//  Options from the command line and environment, fixed before a command runs.
+typedef struct {
+    const char *data_dir; // where admin.token lives
+    char url[1024];       // base URL of the core, without trailing '/' or /api/v1
+    char *token;          // admin token (owned), NULL for commands that need none
+    bool token_from_file; // the token was read from <data_dir>/admin.token
+    bool json;            // print the server's JSON instead of text
+    long timeout;         // seconds for a whole request
+} mc_ctl_options_t;
+
+//  One command: its name, how many arguments it takes and who runs it.
+typedef struct {
+    const char *name;     // as typed after the options
+    int argc;             // exact number of arguments
+    const char *synopsis; // argument names for the usage text
+    const char *summary;  // one line for the usage text
+    bool needs_token;     // reads the admin token before running
+    long timeout;         // default request timeout in seconds
+    int (*handler) (const mc_ctl_options_t *opts, char **args);
+} mc_ctl_command_t;
+
+//  A growing buffer for an HTTP answer body.
+typedef struct {
+    char *data;  // bytes received, NUL-terminated, or NULL while empty
+    size_t size; // number of bytes in data, without the NUL
+} mc_ctl_buffer_t;
+
+//  A request body to send, with its content type.
+typedef struct {
+    const char *data;         // bytes to send
+    size_t size;              // number of bytes
+    const char *content_type; // value of the Content-Type header
+} mc_ctl_body_t;
+
+static void s_usage (FILE *out);
+
+// --- small helpers ---------------------------------------------------------------------
+
+//  Returns the string at key in object, or fallback when absent, null or not a string.
+static const char *s_str (const json_t *object, const char *key, const char *fallback)
+{
+    const char *value = json_string_value (json_object_get (object, key));
+    return value ? value : fallback;
+}
+
+//  Returns the integer at key in object, or 0 when absent or not an integer.
+static json_int_t s_int (const json_t *object, const char *key)
+{
+    return json_integer_value (json_object_get (object, key));
+}
+
+//  Writes a duration as "42s", "5m12s", "3h05m" or "2d04h" into buf.
+static void s_format_duration (long long seconds, char *buf, size_t size)
+{
+    if (seconds < 0)
+        seconds = 0;
+    if (seconds < 60)
+        snprintf (buf, size, "%llds", seconds);
+    else if (seconds < 3600)
+        snprintf (buf, size, "%lldm%02llds", seconds / 60, seconds % 60);
+    else if (seconds < 86400)
+        snprintf (buf, size, "%lldh%02lldm", seconds / 3600, seconds % 3600 / 60);
+    else
+        snprintf (buf, size, "%lldd%02lldh", seconds / 86400, seconds % 86400 / 3600);
+}
+
+//  Parses an ISO-8601 time ("2026-01-02T03:04:05Z", optional fraction, 'Z' or ±HH:MM)
+//  into *when. Returns 0, or -1 if text is not such a time.
+static int s_parse_time (const char *text, time_t *when)
+{
+    struct tm tm = {0};
+    int used = 0;
+    if (!text || sscanf (text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                         &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &used) != 6)
+        return -1;
+    const char *rest = text + used;
+    if (*rest == '.')
+        for (rest++; isdigit ((unsigned char)*rest); rest++)
+            ;
+    long offset = 0;
+    int hours, minutes;
+    if (strcmp (rest, "Z") == 0 || strcmp (rest, "z") == 0)
+        offset = 0;
+    else if ((*rest == '+' || *rest == '-') && strlen (rest) == 6 &&
+             sscanf (rest + 1, "%2d:%2d", &hours, &minutes) == 2)
+        offset = (*rest == '-' ? -1 : 1) * (hours * 3600L + minutes * 60L);
+    else
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t utc = timegm (&tm);
+    if (utc == (time_t)-1)
+        return -1;
+    *when = utc - offset;
+    return 0;
+}
+
+//  Writes how long a RUNNING module has been up into buf, or "-" when not running or
+//  when started_at is missing.
+static void s_module_uptime (const json_t *record, char *buf, size_t size)
+{
+    time_t started;
+    if (strcmp (s_str (record, "status", ""), "RUNNING") != 0 ||
+        s_parse_time (s_str (record, "started_at", NULL), &started) != 0)
+        snprintf (buf, size, "-");
+    else
+        s_format_duration ((long long)difftime (time (NULL), started), buf, size);
+}
+
+//  Writes a JSON value for a human: strings raw, arrays of strings comma-joined, null as
+//  "-", anything else as compact JSON.
+static void s_print_value (const json_t *value)
+{
+    if (!value || json_is_null (value)) {
+        fputs ("-", stdout);
+        return;
+    }
+    if (json_is_string (value)) {
+        fputs (json_string_value (value), stdout);
+        return;
+    }
+    if (json_is_array (value)) {
+        size_t count = json_array_size (value), index;
+        for (index = 0; index < count && json_is_string (json_array_get (value, index)); index++)
+            ;
+        if (index == count) { // all strings
+            for (index = 0; index < count; index++)
+                printf ("%s%s", index ? ", " : "",
+                        json_string_value (json_array_get (value, index)));
+            if (json_array_size (value) == 0)
+                fputs ("-", stdout);
+            return;
+        }
+    }
+    char *text = json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY);
+    fputs (text ? text : "?", stdout);
+    free (text);
+}
+
+//  Prints a JSON value pretty on stdout, as one document.
+static void s_print_json (const json_t *value)
+{
+    char *text = json_dumps (value, JSON_INDENT (2) | JSON_ENCODE_ANY);
+    if (!text)
+        abort ();
+    puts (text);
+    free (text);
+}
+
+//  Reports an answer modctl cannot use. Returns the exit status for it.
+static int s_unexpected (const char *what)
+{
+    fprintf (stderr, "modctl: unexpected answer from the server: %s\n", what);
+    return MC_CTL_SERVER_ERROR;
+}
+
+//  Checks that a module name is safe to put in a URL path. Returns 0, or prints why not
+//  and returns the exit status for a usage error. The server judges the rest.
+static int s_check_name (const char *name)
+{
+    size_t length = strlen (name);
+    bool safe = length > 0 && length <= 128 && strcmp (name, ".") != 0 && strcmp (name, "..");
+    for (const char *c = name; safe && *c; c++)
+        safe = isalnum ((unsigned char)*c) || *c == '-' || *c == '_' || *c == '.';
+    if (safe)
+        return 0;
+    fprintf (stderr, "modctl: '%s' is not a valid module name\n", name);
+    return MC_CTL_LOCAL_ERROR;
+}
+
+// --- local files -----------------------------------------------------------------------
+
+//  Reads the whole regular file at path into a new buffer (the caller frees it).
+//  Returns NULL with errno set on failure (EISDIR/EINVAL for non-regular files).
+static char *s_read_file (const char *path, size_t max_size, size_t *size_p)
+{
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    char *data = NULL;
+    int saved_errno = 0;
+    if (fstat (fd, &st) != 0)
+        saved_errno = errno;
+    else if (S_ISDIR (st.st_mode))
+        saved_errno = EISDIR;
+    else if (!S_ISREG (st.st_mode))
+        saved_errno = EINVAL;
+    else if ((unsigned long long)st.st_size > max_size)
+        saved_errno = EFBIG;
+    else {
+        size_t size = (size_t)st.st_size, done = 0;
+        data = malloc (size + 1);
+        if (!data)
+            abort ();
+        while (done < size) {
+            ssize_t got = read (fd, data + done, size - done);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0) {
+                saved_errno = got < 0 ? errno : EIO; // file shrank while reading
+                break;
+            }
+            done += (size_t)got;
+        }
+        data[done] = '\0';
+        *size_p = done;
+    }
+    close (fd);
+    if (saved_errno) {
+        free (data);
+        errno = saved_errno;
+        return NULL;
+    }
+    return data;
+}
+
+//  Strips trailing whitespace from token in place and checks it is usable in a header.
+//  Returns true when it is non-empty and printable.
+static bool s_token_clean (char *token)
+{
+    size_t length = strlen (token);
+    while (length > 0 && isspace ((unsigned char)token[length - 1]))
+        token[--length] = '\0';
+    for (size_t i = 0; i < length; i++)
+        if (!isgraph ((unsigned char)token[i]))
+            return false;
+    return length > 0;
+}
+
+//  Returns the admin token (the caller frees it): the given one, or the contents of
+//  <data_dir>/admin.token. Prints why on failure and returns NULL.
+static char *s_token_load (const char *given, const char *data_dir)
+{
+    if (given) {
+        char *token = strdup (given);
+        if (!token)
+            abort ();
+        if (s_token_clean (token))
+            return token;
+        fprintf (stderr, "modctl: the admin token given by --token or MODCORE_TOKEN is empty "
+                         "or contains spaces or control characters\n");
+        free (token);
+        return NULL;
+    }
+    char path[4096];
+    snprintf (path, sizeof path, "%s/admin.token", data_dir);
+    size_t size;
+    char *token = s_read_file (path, MC_CTL_MAX_TOKEN, &size);
+    if (!token) {
+        fprintf (stderr,
+                 "modctl: cannot read admin token from %s: %s (is modcored running with this "
+                 "--data-dir?)\n",
+                 path, strerror (errno));
+        return NULL;
+    }
+    if (strlen (token) == size && s_token_clean (token))
+        return token;
+    fprintf (stderr, "modctl: the admin token in %s is empty or malformed\n", path);
+    free (token);
+    return NULL;
+}
+
+// --- HTTP --------------------------------------------------------------------------------
+
+//  libcurl write callback: appends to an mc_ctl_buffer_t, refusing oversized answers.
+static size_t s_on_body (char *bytes, size_t size, size_t count, void *userdata)
+{
+    mc_ctl_buffer_t *buffer = userdata;
+    size_t length = size * count;
+    if (length > MC_CTL_MAX_ANSWER - buffer->size)
+        return 0; // makes libcurl fail with CURLE_WRITE_ERROR
+    char *grown = realloc (buffer->data, buffer->size + length + 1);
+    if (!grown)
+        abort ();
+    memcpy (grown + buffer->size, bytes, length);
+    buffer->data = grown;
+    buffer->size += length;
+    buffer->data[buffer->size] = '\0';
+    return length;
+}
+
+//  Explains a failed transfer. Returns the exit status for it.
+static int s_transport_error (const mc_ctl_options_t *opts, CURL *curl, CURLcode code,
+                              const char *errors)
+{
+    const char *reason = *errors ? errors : curl_easy_strerror (code);
+    curl_off_t connected = 0;
+    curl_easy_getinfo (curl, CURLINFO_CONNECT_TIME_T, &connected);
+    if (code == CURLE_URL_MALFORMAT || code == CURLE_UNSUPPORTED_PROTOCOL) {
+        fprintf (stderr, "modctl: bad URL %s: %s\n", opts->url, reason);
+        return MC_CTL_LOCAL_ERROR;
+    }
+    if (code == CURLE_WRITE_ERROR) {
+        fprintf (stderr, "modctl: the answer from %s is larger than %u MiB\n", opts->url,
+                 MC_CTL_MAX_ANSWER >> 20);
+        return MC_CTL_SERVER_ERROR;
+    }
+    if (code == CURLE_OPERATION_TIMEDOUT && connected > 0) {
+        fprintf (stderr, "modctl: no answer from %s within %ld s (use --timeout to wait longer)\n",
+                 opts->url, opts->timeout);
+        return MC_CTL_UNREACHABLE;
+    }
+    fprintf (stderr,
+             "modctl: cannot reach modcored at %s: %s\n"
+             "        (start it with `make run`, or `modcored --data-dir %s`, or point --url "
+             "at it)\n",
+             opts->url, reason, opts->data_dir);
+    return MC_CTL_UNREACHABLE;
+}
+
+//  Explains an error answer (non-2xx). Returns the exit status for it.
+static int s_server_error (const mc_ctl_options_t *opts, long status, const json_t *answer)
+{
+    if (opts->json && answer)
+        s_print_json (answer);
+    if (!json_is_object (answer)) {
+        fprintf (stderr, "modctl: the server answered HTTP %ld without a JSON error body\n",
+                 status);
+        return MC_CTL_SERVER_ERROR;
+    }
+    const char *code = s_str (answer, "error", "ERROR");
+    fprintf (stderr, "modctl: %s (%s, HTTP %ld)\n", s_str (answer, "detail", code), code, status);
+    const json_t *problems = json_object_get (answer, "problems");
+    for (size_t index = 0; index < json_array_size (problems); index++) {
+        const char *problem = json_string_value (json_array_get (problems, index));
+        fprintf (stderr, "  - %s\n", problem ? problem : "?");
+    }
+    if (status == 401 && opts->token_from_file)
+        fprintf (stderr,
+                 "  (the admin token from %s/admin.token was refused: is the modcored at %s "
+                 "using this --data-dir?)\n",
+                 opts->data_dir, opts->url);
+    const char *output = s_str (answer, "output", NULL);
+    if (output && *output) {
+        fprintf (stderr, "  output:\n");
+        for (const char *line = output; *line;) {
+            size_t length = strcspn (line, "\n");
+            fprintf (stderr, "    %.*s\n", (int)length, line);
+            line += length + (line[length] == '\n');
+        }
+    }
+    return MC_CTL_SERVER_ERROR;
+}
+
+//  Sends one request to <url>/api/v1<path>, with the admin token when with_token, and
+//  a body when body is not NULL. On a 2xx answer returns 0 and sets *answer_p to the
+//  parsed JSON (NULL for an empty body; the caller frees it). Otherwise prints why and
+//  returns the exit status.
+static int s_call (const mc_ctl_options_t *opts, const char *method, const char *path,
+                   const mc_ctl_body_t *body, bool with_token, json_t **answer_p)
+{
+    *answer_p = NULL;
+    CURL *curl = curl_easy_init ();
+    if (!curl) {
+        fprintf (stderr, "modctl: cannot initialise libcurl\n");
+        return MC_CTL_LOCAL_ERROR;
+    }
+    char url[2048];
+    snprintf (url, sizeof url, "%s/api/v1%s", opts->url, path);
+    char errors[CURL_ERROR_SIZE] = "";
+    mc_ctl_buffer_t received = {NULL, 0};
+
+    struct curl_slist *headers = curl_slist_append (NULL, "Accept: application/json");
+    headers = curl_slist_append (headers, "Expect:"); // no 100-continue round trip
+    char *authorization = NULL;
+    if (with_token) {
+        assert (opts->token);
+        if (asprintf (&authorization, "Authorization: Bearer %s", opts->token) < 0)
+            abort ();
+        headers = curl_slist_append (headers, authorization);
+    }
+    if (body) {
+        char content_type[128];
+        snprintf (content_type, sizeof content_type, "Content-Type: %s", body->content_type);
+        headers = curl_slist_append (headers, content_type);
+        curl_easy_setopt (curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->size);
+        curl_easy_setopt (curl, CURLOPT_POSTFIELDS, body->data);
+    } else if (strcmp (method, "POST") == 0) {
+        headers = curl_slist_append (headers, "Content-Type:"); // no form type for no body
+        curl_easy_setopt (curl, CURLOPT_POSTFIELDSIZE, 0L);
+        curl_easy_setopt (curl, CURLOPT_POSTFIELDS, "");
+    }
+    if (!headers)
+        abort ();
+    if (strcmp (method, "GET") != 0 && strcmp (method, "POST") != 0)
+        curl_easy_setopt (curl, CURLOPT_CUSTOMREQUEST, method);
+
+    curl_easy_setopt (curl, CURLOPT_URL, url);
+    curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt (curl, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt (curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt (curl, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt (curl, CURLOPT_CONNECTTIMEOUT, MC_CTL_CONNECT_TIMEOUT);
+    curl_easy_setopt (curl, CURLOPT_TIMEOUT, opts->timeout);
+    curl_easy_setopt (curl, CURLOPT_USERAGENT, "modctl/" MC_VERSION);
+    curl_easy_setopt (curl, CURLOPT_ERRORBUFFER, errors);
+    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_on_body);
+    curl_easy_setopt (curl, CURLOPT_WRITEDATA, &received);
+
+    CURLcode code = curl_easy_perform (curl);
+    long status = 0;
+    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
+    int rc = MC_CTL_OK;
+    if (code != CURLE_OK)
+        rc = s_transport_error (opts, curl, code, errors);
+    else {
+        json_t *answer = NULL;
+        json_error_t parse_error;
+        if (received.size > 0)
+            answer =
+                json_loadb (received.data, received.size, JSON_REJECT_DUPLICATES, &parse_error);
+        if (status < 200 || status > 299)
+            rc = s_server_error (opts, status, answer);
+        else if (received.size > 0 && !answer) {
+            fprintf (stderr,
+                     "modctl: the server answered HTTP %ld with a body that is not JSON "
+                     "(%s)\n",
+                     status, parse_error.text);
+            rc = MC_CTL_SERVER_ERROR;
+        } else {
+            *answer_p = answer;
+            answer = NULL;
+        }
+        json_decref (answer);
+    }
+    curl_slist_free_all (headers);
+    free (authorization);
+    free (received.data);
+    curl_easy_cleanup (curl);
+    return rc;
+}
+
+//  Returns the array of module records in a GET /modules answer, or NULL.
+static json_t *s_modules_of (json_t *answer)
+{
+    json_t *modules = json_is_array (answer) ? answer : json_object_get (answer, "modules");
+    return json_is_array (modules) ? modules : NULL;
+}
+
+// --- commands ----------------------------------------------------------------------------
+
+//  status: core health and module counts by status.
+static int s_cmd_status (const mc_ctl_options_t *opts, char **args)
+{
+    json_t *health = NULL, *list = NULL, *combined = NULL;
+    int rc = s_call (opts, "GET", "/health", NULL, false, &health);
+    if (rc == MC_CTL_OK && !json_is_object (health))
+        rc = s_unexpected ("health is not a JSON object");
+    if (rc == MC_CTL_OK)
+        rc = s_call (opts, "GET", "/modules", NULL, true, &list);
+    json_t *modules = s_modules_of (list);
+    if (rc == MC_CTL_OK && !modules)
+        rc = s_unexpected ("no \"modules\" array");
+    if (rc != MC_CTL_OK)
+        goto done;
+
+    if (opts->json) {
+        combined =
+            json_pack ("{s:s, s:O, s:O}", "url", opts->url, "health", health, "modules", modules);
+        s_print_json (combined);
+        goto done;
+    }
+    char uptime[32];
+    s_format_duration (s_int (health, "uptime"), uptime, sizeof uptime);
+    printf ("core:       %s\n", s_str (health, "status", "?"));
+    printf ("version:    %s\n", s_str (health, "version", "?"));
+    printf ("mode:       %s\n", s_str (health, "mode", "?"));
+    printf ("uptime:     %s\n", uptime);
+    printf ("integrity:  ");
+    s_print_value (json_object_get (health, "integrity"));
+    printf ("\nurl:        %s\n", opts->url);
+
+    //  Count by status: the usual states first, in lifecycle order, then any others.
+    static const char *order[] = {"RUNNING", "STARTING", "INSTALLING",
+                                  "STOPPED", "FAILED",   "REMOVED"};
+    json_t *counts = json_object ();
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        json_object_set_new (counts, order[i], json_integer (0));
+    for (size_t index = 0; index < json_array_size (modules); index++) {
+        const char *state = s_str (json_array_get (modules, index), "status", "UNKNOWN");
+        json_object_set_new (counts, state, json_integer (s_int (counts, state) + 1));
+    }
+    printf ("modules:    %zu", json_array_size (modules));
+    const char *separator = " (";
+    for (void *it = json_object_iter (counts); it; it = json_object_iter_next (counts, it)) {
+        json_int_t count = json_integer_value (json_object_iter_value (it));
+        if (count == 0)
+            continue;
+        printf ("%s%" JSON_INTEGER_FORMAT " %s", separator, count, json_object_iter_key (it));
+        separator = ", ";
+    }
+    printf ("%s\n", json_array_size (modules) ? ")" : "");
+    json_decref (counts);
+done:
+    json_decref (combined);
+    json_decref (list);
+    json_decref (health);
+    return rc;
+}
+
+//  Fills the list table's cells for one module record.
+#define MC_CTL_COLUMNS 7
+static void s_list_cells (const json_t *record, char cells[MC_CTL_COLUMNS][80])
+{
+    const char *status = s_str (record, "status", "?");
+    snprintf (cells[0], 80, "%s", s_str (record, "name", "?"));
+    snprintf (cells[1], 80, "%s", s_str (record, "version", "-"));
+    snprintf (cells[2], 80, "%s", s_str (record, "type", "-"));
+    snprintf (cells[3], 80, "%s", status);
+    json_int_t port = s_int (record, "port"), pid = s_int (record, "pid");
+    snprintf (cells[4], 80, port > 0 ? "%" JSON_INTEGER_FORMAT : "-", port);
+    snprintf (cells[5], 80, pid > 0 ? "%" JSON_INTEGER_FORMAT : "-", pid);
+    s_module_uptime (record, cells[6], 80);
+}
+
+//  list: installed modules as an aligned table.
+static int s_cmd_list (const mc_ctl_options_t *opts, char **args)
+{
+    json_t *answer;
+    int rc = s_call (opts, "GET", "/modules", NULL, true, &answer);
+    if (rc != MC_CTL_OK)
+        return rc;
+    json_t *modules = s_modules_of (answer);
+    if (!modules)
+        rc = s_unexpected ("no \"modules\" array");
+    else if (opts->json)
+        s_print_json (answer);
+    else if (json_array_size (modules) == 0)
+        puts ("no modules installed");
+    else {
+        char cells[MC_CTL_COLUMNS][80] = {"NAME", "VERSION", "TYPE",  "STATUS",
+                                          "PORT", "PID",     "UPTIME"};
+        int width[MC_CTL_COLUMNS];
+        for (int column = 0; column < MC_CTL_COLUMNS; column++)
+            width[column] = (int)strlen (cells[column]);
+        size_t count = json_array_size (modules);
+        for (size_t index = 0; index < count; index++) {
+            s_list_cells (json_array_get (modules, index), cells);
+            for (int column = 0; column < MC_CTL_COLUMNS; column++)
+                if ((int)strlen (cells[column]) > width[column])
+                    width[column] = (int)strlen (cells[column]);
+        }
+        printf ("%-*s  %-*s  %-*s  %-*s  %*s  %*s  %s\n", width[0], "NAME", width[1], "VERSION",
+                width[2], "TYPE", width[3], "STATUS", width[4], "PORT", width[5], "PID", "UPTIME");
+        for (size_t index = 0; index < count; index++) {
+            s_list_cells (json_array_get (modules, index), cells);
+            printf ("%-*s  %-*s  %-*s  %-*s  %*s  %*s  %s\n", width[0], cells[0], width[1],
+                    cells[1], width[2], cells[2], width[3], cells[3], width[4], cells[4], width[5],
+                    cells[5], cells[6]);
+        }
+    }
+    json_decref (answer);
+    return rc;
+}
+
+//  Prints "key:" padded so that values line up in a column.
+static void s_print_label (const char *key)
+{
+    printf ("%s:%*s ", key, strlen (key) < 14 ? (int)(14 - strlen (key)) : 0, "");
+}
+
+//  Prints a module record as "key: value" lines, the known fields first, then any
+//  field this modctl does not know yet.
+static void s_print_record (const json_t *record)
+{
+    static const char *known[] = {"name",        "version",      "type",         "api_version",
+                                  "ui_profile",  "runtime_mode", "status",       "status_reason",
+                                  "port",        "pid",          "permissions",  "entry",
+                                  "description", "author",       "installed_at", "updated_at",
+                                  "started_at"};
+    const size_t known_count = sizeof known / sizeof known[0];
+    for (size_t i = 0; i < known_count; i++) {
+        const char *key = known[i];
+        const json_t *value = json_object_get (record, key);
+        if (!value)
+            continue;
+        if (strcmp (key, "status_reason") == 0 && !*s_str (record, key, ""))
+            continue; // only worth a line when there is a reason
+        if ((strcmp (key, "port") == 0 || strcmp (key, "pid") == 0) &&
+            json_integer_value (value) == 0)
+            value = NULL; // 0 means none: shown as "-"
+        s_print_label (key);
+        if (strcmp (key, "entry") == 0 && json_is_array (value))
+            for (size_t index = 0; index < json_array_size (value); index++) {
+                const char *word = json_string_value (json_array_get (value, index));
+                printf ("%s%s", index ? " " : "", word ? word : "?");
+            }
+        else
+            s_print_value (value);
+        printf ("\n");
+        if (strcmp (key, "pid") == 0) {
+            char uptime[32];
+            s_module_uptime (record, uptime, sizeof uptime);
+            s_print_label ("uptime");
+            printf ("%s\n", uptime);
+        }
+    }
+    for (void *it = json_object_iter ((json_t *)record); it;
+         it = json_object_iter_next ((json_t *)record, it)) {
+        const char *key = json_object_iter_key (it);
+        size_t i = 0;
+        while (i < known_count && strcmp (key, known[i]) != 0)
+            i++;
+        if (i < known_count)
+            continue; // printed above
+        s_print_label (key);
+        s_print_value (json_object_iter_value (it));
+        printf ("\n");
+    }
+}
+
+//  info NAME: one module's record.
+static int s_cmd_info (const mc_ctl_options_t *opts, char **args)
+{
+    if (s_check_name (args[0]))
+        return MC_CTL_LOCAL_ERROR;
+    char path[256];
+    snprintf (path, sizeof path, "/modules/%s", args[0]);
+    json_t *record;
+    int rc = s_call (opts, "GET", path, NULL, true, &record);
+    if (rc != MC_CTL_OK)
+        return rc;
+    if (!json_is_object (record))
+        rc = s_unexpected ("the module record is not a JSON object");
+    else if (opts->json)
+        s_print_json (record);
+    else
+        s_print_record (record);
+    json_decref (record);
+    return rc;
+}
+
+//  Prints the outcome of a lifecycle command as one line, e.g.
+//  "installed hello 1.0.0: RUNNING on port 8100", or the JSON answer with --json.
+static int s_print_outcome (const mc_ctl_options_t *opts, const char *verb, const json_t *record,
+                            const char *fallback_name)
+{
+    if (opts->json) {
+        if (record)
+            s_print_json (record);
+        return MC_CTL_OK;
+    }
+    if (record && !json_is_object (record))
+        return s_unexpected ("the module record is not a JSON object");
+    printf ("%s %s", verb, s_str (record, "name", fallback_name));
+    const char *version = s_str (record, "version", NULL);
+    const char *status = s_str (record, "status", NULL);
+    const char *reason = s_str (record, "status_reason", "");
+    json_int_t port = s_int (record, "port");
+    if (version)
+        printf (" %s", version);
+    if (status)
+        printf (": %s", status);
+    if (status && port > 0 && (!strcmp (status, "RUNNING") || !strcmp (status, "STARTING")))
+        printf (" on port %" JSON_INTEGER_FORMAT, port);
+    if (*reason)
+        printf (" (%s)", reason);
+    printf ("\n");
+    return MC_CTL_OK;
+}
+
+//  install FILE.zip: uploads a module archive; the server answers once it runs.
+static int s_cmd_install (const mc_ctl_options_t *opts, char **args)
+{
+    const char *file = args[0];
+    size_t size = 0;
+    char *archive = s_read_file (file, MC_CTL_MAX_ARCHIVE, &size);
+    if (!archive) {
+        fprintf (stderr, "modctl: cannot read module archive %s: %s\n", file, strerror (errno));
+        return MC_CTL_LOCAL_ERROR;
+    }
+    if (size < 4 || memcmp (archive, "PK", 2) != 0) {
+        fprintf (stderr, "modctl: %s is not a ZIP archive\n", file);
+        free (archive);
+        return MC_CTL_LOCAL_ERROR;
+    }
+    if (!opts->json && isatty (STDERR_FILENO))
+        fprintf (stderr, "modctl: installing %s (%zu bytes), waiting up to %ld s...\n", file, size,
+                 opts->timeout);
+    mc_ctl_body_t body = {archive, size, "application/zip"};
+    json_t *record;
+    int rc = s_call (opts, "POST", "/modules/install", &body, true, &record);
+    free (archive);
+    if (rc == MC_CTL_OK)
+        rc = s_print_outcome (opts, "installed", record, "?");
+    json_decref (record);
+    return rc;
+}
+
+//  Runs a lifecycle command on one module: method on /modules/NAME[/action].
+static int s_module_action (const mc_ctl_options_t *opts, const char *name, const char *method,
+                            const char *action, const char *verb)
+{
+    if (s_check_name (name))
+        return MC_CTL_LOCAL_ERROR;
+    char path[256];
+    snprintf (path, sizeof path, "/modules/%s%s%s", name, action ? "/" : "", action ? action : "");
+    json_t *record;
+    int rc = s_call (opts, method, path, NULL, true, &record);
+    if (rc == MC_CTL_OK)
+        rc = s_print_outcome (opts, verb, record, name);
+    json_decref (record);
+    return rc;
+}
+
+//  uninstall NAME: stops and removes a module.
+static int s_cmd_uninstall (const mc_ctl_options_t *opts, char **args)
+{
+    return s_module_action (opts, args[0], "DELETE", NULL, "uninstalled");
+}
+
+//  start NAME: starts a stopped or failed module.
+static int s_cmd_start (const mc_ctl_options_t *opts, char **args)
+{
+    return s_module_action (opts, args[0], "POST", "start", "started");
+}
+
+//  stop NAME: stops a running module.
+static int s_cmd_stop (const mc_ctl_options_t *opts, char **args)
+{
+    return s_module_action (opts, args[0], "POST", "stop", "stopped");
+}
+
+//  help: the usage text on stdout.
+static int s_cmd_help (const mc_ctl_options_t *opts, char **args)
+{
+    s_usage (stdout);
+    return MC_CTL_OK;
+}
+
+static const mc_ctl_command_t s_commands[] = {
+    {"status", 0, "", "core health and module counts", true, 30, s_cmd_status},
+    {"list", 0, "", "installed modules as a table", true, 30, s_cmd_list},
+    {"info", 1, "NAME", "one module's record", true, 30, s_cmd_info},
+    {"install", 1, "FILE.zip", "install a module and wait until it runs", true, 180, s_cmd_install},
+    {"uninstall", 1, "NAME", "stop and remove a module", true, 30, s_cmd_uninstall},
+    {"start", 1, "NAME", "start a module", true, 30, s_cmd_start},
+    {"stop", 1, "NAME", "stop a module", true, 30, s_cmd_stop},
+    {"help", 0, "", "show this text", false, 30, s_cmd_help},
+};
+
+//  Prints the usage text, built from the command table.
+static void s_usage (FILE *out)
+{
+    fprintf (out, "usage: modctl [options] COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++) {
+        char left[64];
+        snprintf (left, sizeof left, "%s %s", s_commands[i].name, s_commands[i].synopsis);
+        fprintf (out, "  %-20s %s\n", left, s_commands[i].summary);
+    }
+    fprintf (out,
+             "\noptions:\n"
+             "  --data-dir DIR       modcored's data dir, where admin.token is read\n"
+             "                       (default ./data, env MODCORE_DATA_DIR)\n"
+             "  --url URL            the core (default " MC_CTL_DEFAULT_URL ", env MODCORE_URL)\n"
+             "  --token TOKEN        admin token instead of the file (env MODCORE_TOKEN)\n"
+             "  --json               print the server's JSON answer\n"
+             "  --timeout SECONDS    request timeout (default 180 for install, 30 otherwise)\n"
+             "  --version            print modctl's version\n"
+             "\nexit status: 0 ok, 1 error answer from the server, 2 usage or local error,\n"
+             "3 server not reachable\n");
+}
+
+//  Returns the command called name, or NULL.
+static const mc_ctl_command_t *s_command_find (const char *name)
+{
+    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
+        if (strcmp (s_commands[i].name, name) == 0)
+            return &s_commands[i];
+    return NULL;
+}
+
+//  Copies a base URL into opts, without trailing '/' and without an /api/v1 suffix
+//  (MODCORE_URL may be set to the Selena-style API URL). Returns false if it is not http(s).
+static bool s_set_url (mc_ctl_options_t *opts, const char *url)
+{
+    if (strncmp (url, "http://", 7) != 0 && strncmp (url, "https://", 8) != 0)
+        return false;
+    if (strlen (url) >= sizeof opts->url)
+        return false;
+    strcpy (opts->url, url);
+    size_t length = strlen (opts->url);
+    while (length > 0 && opts->url[length - 1] == '/')
+        opts->url[--length] = '\0';
+    if (length > 7 && strcmp (opts->url + length - 7, "/api/v1") == 0)
+        opts->url[length - 7] = '\0';
+    return true;
+}
+
+int main (int argc, char *argv[])
+{
+    enum { OPT_DATA_DIR = 1, OPT_URL, OPT_TOKEN, OPT_JSON, OPT_TIMEOUT, OPT_VERSION };
+    static const struct option options[] = {{"data-dir", required_argument, NULL, OPT_DATA_DIR},
+                                            {"url", required_argument, NULL, OPT_URL},
+                                            {"token", required_argument, NULL, OPT_TOKEN},
+                                            {"json", no_argument, NULL, OPT_JSON},
+                                            {"timeout", required_argument, NULL, OPT_TIMEOUT},
+                                            {"version", no_argument, NULL, OPT_VERSION},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
+
+    mc_ctl_options_t opts = {.data_dir = getenv ("MODCORE_DATA_DIR")};
+    if (!opts.data_dir || !*opts.data_dir)
+        opts.data_dir = MC_CTL_DEFAULT_DATA_DIR;
+    const char *url = getenv ("MODCORE_URL");
+    if (!url || !*url)
+        url = MC_CTL_DEFAULT_URL;
+    const char *token = getenv ("MODCORE_TOKEN");
+    if (token && !*token)
+        token = NULL;
+
+    opterr = 0;
+    int option;
+    while ((option = getopt_long (argc, argv, ":h", options, NULL)) != -1) {
+        char *end;
+        switch (option) {
+            case OPT_DATA_DIR:
+                opts.data_dir = optarg;
+                break;
+            case OPT_URL:
+                url = optarg;
+                break;
+            case OPT_TOKEN:
+                token = optarg;
+                break;
+            case OPT_JSON:
+                opts.json = true;
+                break;
+            case OPT_TIMEOUT:
+                errno = 0;
+                opts.timeout = strtol (optarg, &end, 10);
+                if (errno || *end || end == optarg || opts.timeout < 1 || opts.timeout > 86400) {
+                    fprintf (stderr, "modctl: --timeout needs a number of seconds in 1..86400\n");
+                    return MC_CTL_LOCAL_ERROR;
+                }
+                break;
+            case OPT_VERSION:
+                printf ("modctl %s\n", MC_VERSION);
+                return MC_CTL_OK;
+            case 'h':
+                s_usage (stdout);
+                return MC_CTL_OK;
+            case ':':
+                fprintf (stderr, "modctl: option '%s' needs a value\n", argv[optind - 1]);
+                return MC_CTL_LOCAL_ERROR;
+            default:
+                fprintf (stderr, "modctl: unknown option '%s'\n", argv[optind - 1]);
+                s_usage (stderr);
+                return MC_CTL_LOCAL_ERROR;
+        }
+    }
+    if (optind >= argc) {
+        s_usage (stderr);
+        return MC_CTL_LOCAL_ERROR;
+    }
+    const mc_ctl_command_t *command = s_command_find (argv[optind]);
+    if (!command) {
+        fprintf (stderr, "modctl: unknown command '%s'\n", argv[optind]);
+        s_usage (stderr);
+        return MC_CTL_LOCAL_ERROR;
+    }
+    if (argc - optind - 1 != command->argc) {
+        fprintf (stderr, "usage: modctl [options] %s %s\n", command->name, command->synopsis);
+        return MC_CTL_LOCAL_ERROR;
+    }
+    if (!s_set_url (&opts, url)) {
+        fprintf (stderr, "modctl: the URL must start with http:// or https:// (got '%s')\n", url);
+        return MC_CTL_LOCAL_ERROR;
+    }
+    if (!opts.timeout)
+        opts.timeout = command->timeout;
+    if (command->needs_token && !(opts.token = s_token_load (token, opts.data_dir)))
+        return MC_CTL_LOCAL_ERROR;
+    opts.token_from_file = token == NULL;
+
+    if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf (stderr, "modctl: cannot initialise libcurl\n");
+        free (opts.token);
+        return MC_CTL_LOCAL_ERROR;
+    }
+    int rc = command->handler (&opts, argv + optind + 1);
+    curl_global_cleanup ();
+    free (opts.token);
+    return rc;
+}

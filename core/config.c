@@ -1,0 +1,254 @@
+#include "core/config.h"
+
+#include <assert.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/toml.h"
+
+mc_config_t *mc_config_new (void)
+{
+    mc_config_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->data_dir = strdup ("./data");
+    self->listen_host = strdup ("127.0.0.1");
+    self->listen_port = 7070;
+    self->gateway_threads = 64;
+    self->keep_alive_ms = 5000;
+    self->max_upload_bytes = 64ull << 20;
+    self->max_body_bytes = 64ull << 10;
+    self->rate_limit = 100;
+    self->rate_burst = 20;
+    self->sandbox_test_ms = 60000;
+    self->health_timeout_ms = 30000;
+    self->stop_grace_ms = 10000;
+    self->call_timeout_ms = 5000;
+    mc_zipx_limits_default (&self->zip_limits);
+    self->modules = json_object ();
+    return self;
+}
+
+void mc_config_destroy (mc_config_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    mc_config_t *self = *self_p;
+    free (self->data_dir);
+    free (self->listen_host);
+    free (self->launcher);
+    free (self->config_path);
+    json_decref (self->modules);
+    free (self);
+    *self_p = NULL;
+}
+
+int mc_config_set_listen (mc_config_t *self, const char *listen, mc_error_t *err)
+{
+    const char *colon = strrchr (listen, ':');
+    const char *port_text = colon ? colon + 1 : listen;
+    char *end = NULL;
+    long port = strtol (port_text, &end, 10);
+    if (!*port_text || *end || port < 0 || port > 65535)
+        return mc_error_set (err, "CONFIG_INVALID", "listen address '%s': bad port", listen);
+    if (colon && colon != listen) {
+        free (self->listen_host);
+        self->listen_host = strndup (listen, (size_t)(colon - listen));
+    }
+    self->listen_port = (int)port;
+    return 0;
+}
+
+//  Reads an integer key of a table into *out within [min, max] (scaled by mult).
+static int s_uint (json_t *table, const char *section, const char *key, uint64_t min, uint64_t max,
+                   uint64_t mult, uint64_t *out, mc_error_t *err)
+{
+    json_t *v = json_object_get (table, key);
+    if (!v)
+        return 0;
+    if (!json_is_integer (v) || json_integer_value (v) < (json_int_t)min ||
+        (uint64_t)json_integer_value (v) > max)
+        return mc_error_set (err, "CONFIG_INVALID", "[%s] %s must be an integer in %llu..%llu",
+                             section, key, (unsigned long long)min, (unsigned long long)max);
+    *out = (uint64_t)json_integer_value (v) * mult;
+    return 0;
+}
+
+//  Refuses keys of a table that are not in the allowed list (NULL-terminated).
+static int s_known (json_t *table, const char *section, const char *const *allowed, mc_error_t *err)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach (table, key, value)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = strcmp (*a, key) == 0;
+        if (!ok)
+            return mc_error_set (err, "CONFIG_INVALID", "unknown key '%s' in [%s]", key, section);
+    }
+    return 0;
+}
+
+int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
+{
+    char msg[512] = "";
+    json_t *root = mc_toml_parse_file (path, msg, sizeof msg);
+    if (!root)
+        return mc_error_set (err, "CONFIG_INVALID", "config %s: %s", path, msg);
+    free (self->config_path);
+    self->config_path = strdup (path);
+    int rc = -1;
+    uint64_t v;
+    static const char *const top[] = {"core",    "gateway", "rate_limit", "sandbox",
+                                      "install", "modules", NULL};
+    if (s_known (root, "top level", top, err))
+        goto done;
+    json_t *core = json_object_get (root, "core");
+    if (core) {
+        static const char *const keys[] = {"data_dir", "listen", NULL};
+        if (s_known (core, "core", keys, err))
+            goto done;
+        json_t *d = json_object_get (core, "data_dir");
+        if (d && !json_is_string (d)) {
+            mc_error_set (err, "CONFIG_INVALID", "[core] data_dir must be a string");
+            goto done;
+        }
+        if (d) {
+            free (self->data_dir);
+            self->data_dir = strdup (json_string_value (d));
+        }
+        json_t *l = json_object_get (core, "listen");
+        if (l && (!json_is_string (l) || mc_config_set_listen (self, json_string_value (l), err))) {
+            mc_error_set (err, "CONFIG_INVALID", "[core] listen must be \"HOST:PORT\"");
+            goto done;
+        }
+    }
+    json_t *gw = json_object_get (root, "gateway");
+    if (gw) {
+        static const char *const keys[] = {"threads", "keep_alive_ms", "max_upload_mb",
+                                           "max_body_kb", NULL};
+        if (s_known (gw, "gateway", keys, err))
+            goto done;
+        v = (uint64_t)self->gateway_threads;
+        if (s_uint (gw, "gateway", "threads", 2, 4096, 1, &v, err))
+            goto done;
+        self->gateway_threads = (int)v;
+        v = (uint64_t)self->keep_alive_ms;
+        if (s_uint (gw, "gateway", "keep_alive_ms", 0, 600000, 1, &v, err))
+            goto done;
+        self->keep_alive_ms = (int)v;
+        if (s_uint (gw, "gateway", "max_upload_mb", 1, 4096, 1 << 20, &self->max_upload_bytes,
+                    err) ||
+            s_uint (gw, "gateway", "max_body_kb", 1, 65536, 1 << 10, &self->max_body_bytes, err))
+            goto done;
+    }
+    json_t *rl = json_object_get (root, "rate_limit");
+    if (rl) {
+        static const char *const keys[] = {"rate", "burst", NULL};
+        if (s_known (rl, "rate_limit", keys, err))
+            goto done;
+        v = self->rate_limit;
+        if (s_uint (rl, "rate_limit", "rate", 1, 1000000, 1, &v, err))
+            goto done;
+        self->rate_limit = (uint32_t)v;
+        v = self->rate_burst;
+        if (s_uint (rl, "rate_limit", "burst", 1, 1000000, 1, &v, err))
+            goto done;
+        self->rate_burst = (uint32_t)v;
+    }
+    json_t *sb = json_object_get (root, "sandbox");
+    if (sb) {
+        static const char *const keys[] = {"test_timeout_s", "health_timeout_s", "stop_grace_s",
+                                           "launcher", NULL};
+        if (s_known (sb, "sandbox", keys, err))
+            goto done;
+        v = self->sandbox_test_ms;
+        if (s_uint (sb, "sandbox", "test_timeout_s", 1, 3600, 1000, &v, err))
+            goto done;
+        self->sandbox_test_ms = (uint32_t)v;
+        v = self->health_timeout_ms;
+        if (s_uint (sb, "sandbox", "health_timeout_s", 1, 3600, 1000, &v, err))
+            goto done;
+        self->health_timeout_ms = (uint32_t)v;
+        v = self->stop_grace_ms;
+        if (s_uint (sb, "sandbox", "stop_grace_s", 0, 600, 1000, &v, err))
+            goto done;
+        self->stop_grace_ms = (uint32_t)v;
+        json_t *launcher = json_object_get (sb, "launcher");
+        if (launcher && !json_is_string (launcher)) {
+            mc_error_set (err, "CONFIG_INVALID", "[sandbox] launcher must be a string");
+            goto done;
+        }
+        if (launcher) {
+            free (self->launcher);
+            self->launcher = strdup (json_string_value (launcher));
+        }
+    }
+    json_t *in = json_object_get (root, "install");
+    if (in) {
+        static const char *const keys[] = {"max_entries", "max_total_mb", "max_entry_mb",
+                                           "max_ratio", NULL};
+        if (s_known (in, "install", keys, err))
+            goto done;
+        v = self->zip_limits.max_entries;
+        if (s_uint (in, "install", "max_entries", 1, 1000000, 1, &v, err))
+            goto done;
+        self->zip_limits.max_entries = (size_t)v;
+        if (s_uint (in, "install", "max_total_mb", 1, 65536, 1 << 20,
+                    &self->zip_limits.max_total_bytes, err) ||
+            s_uint (in, "install", "max_entry_mb", 1, 65536, 1 << 20,
+                    &self->zip_limits.max_entry_bytes, err) ||
+            s_uint (in, "install", "max_ratio", 1, 100000, 1, &self->zip_limits.max_ratio, err))
+            goto done;
+    }
+    json_t *modules = json_object_get (root, "modules");
+    if (modules) {
+        if (!json_is_object (modules)) {
+            mc_error_set (err, "CONFIG_INVALID", "[modules] must be a table of tables");
+            goto done;
+        }
+        json_object_update (self->modules, modules);
+    }
+    rc = 0;
+done:
+    json_decref (root);
+    return rc;
+}
+
+int mc_config_finish (mc_config_t *self, mc_error_t *err)
+{
+    if (self->data_dir[0] != '/') {
+        char cwd[PATH_MAX];
+        if (!getcwd (cwd, sizeof cwd))
+            return mc_error_set (err, "CONFIG_INVALID", "cannot resolve the current directory");
+        char *abs = NULL;
+        const char *rel = self->data_dir;
+        while (strncmp (rel, "./", 2) == 0)
+            rel += 2;
+        if (asprintf (&abs, "%s/%s", cwd, rel) < 0)
+            abort ();
+        free (self->data_dir);
+        self->data_dir = abs;
+    }
+    size_t n = strlen (self->data_dir);
+    if (n > 3000) // paths below it are built in fixed buffers of 4 KiB
+        return mc_error_set (err, "CONFIG_INVALID", "data dir path is too long");
+    while (n > 1 && self->data_dir[n - 1] == '/')
+        self->data_dir[--n] = 0;
+    if (!self->launcher) {
+        char exe[PATH_MAX];
+        ssize_t len = readlink ("/proc/self/exe", exe, sizeof exe - 1);
+        if (len <= 0)
+            return mc_error_set (err, "CONFIG_INVALID", "cannot find modcore-launch");
+        exe[len] = 0;
+        if (asprintf (&self->launcher, "%s/modcore-launch", dirname (exe)) < 0)
+            abort ();
+    }
+    if (access (self->launcher, X_OK) != 0)
+        return mc_error_set (err, "CONFIG_INVALID", "launcher %s is not executable",
+                             self->launcher);
+    return 0;
+}

@@ -1,0 +1,293 @@
+/*  /api/v1/modules: install, list, inspect, start, stop, uninstall (admin token or a
+    SYSTEM module), and /modules/self (any module token). Answers come from the
+    registry actor; installs can take as long as the sandbox test plus the health
+    wait, so their call waits that long. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/fsutil.h"
+#include "gateway/http.h"
+
+//  Sends the module record of a registry reply, or its error.
+static int s_answer_record (mc_http_req_t *req, mc_env_t *reply, int ok_status)
+{
+    int status;
+    if (reply->status == MC__STATUS__STATUS_OK && reply->body_case == MC__ENVELOPE__BODY_MODULE)
+        status = mc_http_json (req, ok_status, mc_http_record_json (reply->module));
+    else if (reply->status == MC__STATUS__STATUS_OK)
+        status = mc_http_error (req, 500, "INTERNAL", "the registry sent no record");
+    else
+        status = mc_http_actor_error (req, reply);
+    mc_env_free (reply);
+    return status;
+}
+
+//  Which registry operation a by-name route asks for.
+typedef enum { OP_GET, OP_START, OP_STOP, OP_UNINSTALL } name_op_t;
+
+static int s_registry_name_call (mc_http_req_t *req, name_op_t op)
+{
+    char *name = req->params[0];
+    const mc_config_t *cfg = req->ctx->config;
+    Mc__RegistryGet get = MC__REGISTRY_GET__INIT;
+    Mc__RegistryStart start = MC__REGISTRY_START__INIT;
+    Mc__RegistryStop stop = MC__REGISTRY_STOP__INIT;
+    Mc__RegistryUninstall uninstall = MC__REGISTRY_UNINSTALL__INIT;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    int timeout = (int)(cfg->stop_grace_ms + 20000);
+    if (op == OP_GET) {
+        get.name = name;
+        env.body_case = MC__ENVELOPE__BODY_REGISTRY_GET;
+        env.registry_get = &get;
+        timeout = (int)cfg->call_timeout_ms;
+    } else if (op == OP_START) {
+        start.name = name;
+        env.body_case = MC__ENVELOPE__BODY_REGISTRY_START;
+        env.registry_start = &start;
+        timeout = (int)(cfg->health_timeout_ms + cfg->stop_grace_ms + 20000);
+    } else if (op == OP_STOP) {
+        stop.name = name;
+        env.body_case = MC__ENVELOPE__BODY_REGISTRY_STOP;
+        env.registry_stop = &stop;
+    } else {
+        uninstall.name = name;
+        env.body_case = MC__ENVELOPE__BODY_REGISTRY_UNINSTALL;
+        env.registry_uninstall = &uninstall;
+    }
+    mc_env_t *reply = mc_http_call (req, req->thread->registry, &env, timeout);
+    return reply ? s_answer_record (req, reply, 200) : 504;
+}
+
+int mc_api_modules_get (mc_http_req_t *req)
+{
+    return s_registry_name_call (req, OP_GET);
+}
+
+int mc_api_modules_start (mc_http_req_t *req)
+{
+    return s_registry_name_call (req, OP_START);
+}
+
+int mc_api_modules_stop (mc_http_req_t *req)
+{
+    return s_registry_name_call (req, OP_STOP);
+}
+
+int mc_api_modules_uninstall (mc_http_req_t *req)
+{
+    return s_registry_name_call (req, OP_UNINSTALL);
+}
+
+int mc_api_modules_self (mc_http_req_t *req)
+{
+    if (req->principal.kind != MC_KIND_MODULE)
+        return mc_http_error (req, 400, "NOT_A_MODULE",
+                              "/modules/self answers module tokens; this token has no module");
+    snprintf (req->params[0], sizeof req->params[0], "%s", req->principal.name);
+    return s_registry_name_call (req, OP_GET);
+}
+
+int mc_api_modules_list (mc_http_req_t *req)
+{
+    Mc__RegistryList list = MC__REGISTRY_LIST__INIT;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_REGISTRY_LIST;
+    env.registry_list = &list;
+    mc_env_t *reply =
+        mc_http_call (req, req->thread->registry, &env, (int)req->ctx->config->call_timeout_ms);
+    if (!reply)
+        return 504;
+    int status;
+    if (reply->status != MC__STATUS__STATUS_OK ||
+        reply->body_case != MC__ENVELOPE__BODY_MODULE_LIST)
+        status = mc_http_actor_error (req, reply);
+    else {
+        json_t *modules = json_array ();
+        for (size_t i = 0; i < reply->module_list->n_modules; i++)
+            json_array_append_new (modules, mc_http_record_json (reply->module_list->modules[i]));
+        status = mc_http_json (req, 200, json_pack ("{s:o}", "modules", modules));
+    }
+    mc_env_free (reply);
+    return status;
+}
+
+//  --- install ---------------------------------------------------------------------
+
+//  Streams the request body into fd, at most max bytes. Returns the byte count, or -1
+//  after sending an error.
+static long long s_body_to_file (mc_http_req_t *req, int fd, uint64_t max)
+{
+    long long declared = req->info->content_length;
+    if (declared > (long long)max) {
+        mg_disable_keep_alive (req->conn);
+        mc_http_error (req, 413, "PAYLOAD_TOO_LARGE", "upload of %lld bytes; at most %llu accepted",
+                       declared, (unsigned long long)max);
+        return -1;
+    }
+    char buf[65536];
+    long long have = 0;
+    for (;;) {
+        int n = mg_read (req->conn, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        have += n;
+        if ((uint64_t)have > max) {
+            mg_disable_keep_alive (req->conn);
+            mc_http_error (req, 413, "PAYLOAD_TOO_LARGE", "upload larger than %llu bytes",
+                           (unsigned long long)max);
+            return -1;
+        }
+        if (write (fd, buf, (size_t)n) != n) {
+            mc_http_error (req, 500, "IO_ERROR", "cannot store the upload: %s", strerror (errno));
+            return -1;
+        }
+    }
+    if (declared >= 0 && have != declared) {
+        mg_disable_keep_alive (req->conn);
+        mc_http_error (req, 400, "BODY_TRUNCATED", "upload shorter than its Content-Length");
+        return -1;
+    }
+    if (have == 0) {
+        mc_http_error (req, 400, "EMPTY_UPLOAD", "no archive in the request body");
+        return -1;
+    }
+    return have;
+}
+
+//  Finds needle in haystack (binary).
+static const char *s_memmem (const char *hay, size_t hay_len, const char *needle, size_t len)
+{
+    return memmem (hay, hay_len, needle, len);
+}
+
+//  Extracts the multipart part named "module" from the file at in_path into out_fd.
+//  Returns 0, or -1 with detail filled.
+static int s_multipart_extract (const char *in_path, const char *boundary, int out_fd, char *detail,
+                                size_t size)
+{
+    int fd = open (in_path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat (fd, &st) != 0 || st.st_size == 0) {
+        if (fd >= 0)
+            close (fd);
+        snprintf (detail, size, "cannot read the upload");
+        return -1;
+    }
+    const char *data = mmap (NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close (fd);
+    if (data == MAP_FAILED) {
+        snprintf (detail, size, "cannot read the upload");
+        return -1;
+    }
+    size_t len = (size_t)st.st_size;
+    char delim[256];
+    int dlen = snprintf (delim, sizeof delim, "--%s", boundary);
+    int rc = -1;
+    snprintf (detail, size, "no part named \"module\" in the multipart body");
+    const char *p = s_memmem (data, len, delim, (size_t)dlen);
+    while (p) {
+        p += dlen;
+        if ((size_t)(p - data) + 2 <= len && p[0] == '-' && p[1] == '-')
+            break; // closing delimiter
+        const char *headers = p;
+        const char *body = s_memmem (headers, len - (size_t)(headers - data), "\r\n\r\n", 4);
+        if (!body)
+            break;
+        body += 4;
+        char crlf_delim[260];
+        int clen = snprintf (crlf_delim, sizeof crlf_delim, "\r\n%s", delim);
+        const char *end = s_memmem (body, len - (size_t)(body - data), crlf_delim, (size_t)clen);
+        if (!end) {
+            snprintf (detail, size, "multipart body is truncated");
+            break;
+        }
+        size_t hlen = (size_t)(body - headers);
+        char hbuf[2048];
+        if (hlen < sizeof hbuf) {
+            memcpy (hbuf, headers, hlen);
+            hbuf[hlen] = 0;
+            //  Content-Disposition: form-data; name="module"; filename="x.zip"
+            if (strcasestr (hbuf, "content-disposition") && strstr (hbuf, "name=\"module\"")) {
+                size_t blen = (size_t)(end - body);
+                rc = (size_t)write (out_fd, body, blen) == blen ? 0 : -1;
+                if (rc != 0)
+                    snprintf (detail, size, "cannot store the upload");
+                break;
+            }
+        }
+        p = end + 2;
+    }
+    munmap ((void *)data, len);
+    return rc;
+}
+
+int mc_api_modules_install (mc_http_req_t *req)
+{
+    const mc_config_t *cfg = req->ctx->config;
+    const char *type = mg_get_header (req->conn, "Content-Type");
+    bool multipart = type && strncasecmp (type, "multipart/form-data", 19) == 0;
+    bool raw = !type || strncasecmp (type, "application/zip", 15) == 0 ||
+               strncasecmp (type, "application/x-zip-compressed", 28) == 0 ||
+               strncasecmp (type, "application/octet-stream", 24) == 0;
+    char boundary[200] = "";
+    if (multipart) {
+        const char *b = strcasestr (type, "boundary=");
+        if (b) {
+            b += 9;
+            bool quoted = *b == '"';
+            b += quoted;
+            size_t n = strcspn (b, quoted ? "\"" : "; \t");
+            if (n > 0 && n < 71) // RFC 2046: 1..70 characters
+                snprintf (boundary, sizeof boundary, "%.*s", (int)n, b);
+        }
+        if (!*boundary)
+            return mc_http_error (req, 400, "BAD_MULTIPART", "multipart body without a boundary");
+    } else if (!raw)
+        return mc_http_error (req, 415, "UNSUPPORTED_MEDIA_TYPE",
+                              "send the ZIP as application/zip, or as multipart/form-data field "
+                              "\"module\"");
+
+    char upload[4104];
+    snprintf (upload, sizeof upload, "%s/tmp/upload-XXXXXX", cfg->data_dir);
+    int fd = mkstemp (upload);
+    if (fd < 0)
+        return mc_http_error (req, 500, "IO_ERROR", "cannot store the upload: %s",
+                              strerror (errno));
+    long long size = s_body_to_file (req, fd, cfg->max_upload_bytes);
+    close (fd);
+    if (size < 0) {
+        unlink (upload);
+        return 400;
+    }
+    if (multipart) {
+        char part[sizeof upload + 8];
+        snprintf (part, sizeof part, "%s.zip", upload);
+        int out = open (part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        char detail[256];
+        int rc = out >= 0 ? s_multipart_extract (upload, boundary, out, detail, sizeof detail) : -1;
+        if (out >= 0)
+            close (out);
+        unlink (upload);
+        if (rc != 0) {
+            unlink (part);
+            return mc_http_error (req, 400, "BAD_MULTIPART", "%s",
+                                  out >= 0 ? detail : "cannot store the upload");
+        }
+        memcpy (upload + strlen (upload), ".zip", 5); // the part's file is the upload's name + .zip
+    }
+
+    //  The registry owns the file from here (it deletes it whatever happens).
+    Mc__RegistryInstall install = MC__REGISTRY_INSTALL__INIT;
+    install.zip_path = upload;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_REGISTRY_INSTALL;
+    env.registry_install = &install;
+    int timeout =
+        (int)(cfg->sandbox_test_ms + cfg->health_timeout_ms + 2 * cfg->stop_grace_ms + 30000);
+    mc_env_t *reply = mc_http_call (req, req->thread->registry, &env, timeout);
+    return reply ? s_answer_record (req, reply, 201) : 504;
+}

@@ -1,0 +1,258 @@
+/*  Response helpers. Every response goes out in one mg_write: with headers and body
+    written separately civetweb answers ~60k req/s, with one write ~110-126k
+    (design.md), and tcp_nodelay is on so nothing waits for a delayed ACK. */
+#include "gateway/http.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#include "core/fsutil.h"
+#include "core/perms.h"
+
+static const char *s_reason (int status)
+{
+    switch (status) {
+        case 200:
+            return "OK";
+        case 201:
+            return "Created";
+        case 204:
+            return "No Content";
+        case 400:
+            return "Bad Request";
+        case 401:
+            return "Unauthorized";
+        case 403:
+            return "Forbidden";
+        case 404:
+            return "Not Found";
+        case 405:
+            return "Method Not Allowed";
+        case 409:
+            return "Conflict";
+        case 411:
+            return "Length Required";
+        case 413:
+            return "Content Too Large";
+        case 415:
+            return "Unsupported Media Type";
+        case 422:
+            return "Unprocessable Content";
+        case 429:
+            return "Too Many Requests";
+        case 500:
+            return "Internal Server Error";
+        case 503:
+            return "Service Unavailable";
+        case 504:
+            return "Gateway Timeout";
+        default:
+            return "Unknown";
+    }
+}
+
+int mc_http_send (mc_http_req_t *req, int status, const char *headers, const char *type,
+                  const char *body, size_t len)
+{
+    char head[1024];
+    int n = snprintf (head, sizeof head,
+                      "HTTP/1.1 %d %s\r\n"
+                      "Content-Type: %s\r\n"
+                      "Content-Length: %zu\r\n"
+                      "Cache-Control: no-store\r\n"
+                      "X-Content-Type-Options: nosniff\r\n"
+                      "%s\r\n",
+                      status, s_reason (status), type, len, headers ? headers : "");
+    assert (n > 0 && (size_t)n < sizeof head);
+    if (len < 16384) {
+        char buf[(size_t)n + len];
+        memcpy (buf, head, (size_t)n);
+        memcpy (buf + n, body, len);
+        mg_write (req->conn, buf, (size_t)n + len);
+    } else {
+        char *buf = malloc ((size_t)n + len);
+        assert (buf);
+        memcpy (buf, head, (size_t)n);
+        memcpy (buf + n, body, len);
+        mg_write (req->conn, buf, (size_t)n + len);
+        free (buf);
+    }
+    return status;
+}
+
+int mc_http_json (mc_http_req_t *req, int status, json_t *body)
+{
+    char *text = json_dumps (body, JSON_COMPACT);
+    json_decref (body);
+    assert (text);
+    char headers[256] = "";
+    if (req->authenticated) {
+        const mc_ratelimit_t *limit = mc_authtab_limit (req->ctx->authtab);
+        snprintf (headers, sizeof headers,
+                  "RateLimit-Policy: \"token\";q=%u;w=1;burst=%u\r\n"
+                  "RateLimit: \"token\";r=%u;t=1\r\n",
+                  limit->rate, limit->burst, req->rate_remaining);
+    }
+    mc_http_send (req, status, headers, "application/json", text, strlen (text));
+    free (text);
+    return status;
+}
+
+int mc_http_error (mc_http_req_t *req, int status, const char *code, const char *fmt, ...)
+{
+    char detail[1024];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (detail, sizeof detail, fmt, args);
+    va_end (args);
+    return mc_http_json (req, status, json_pack ("{s:s, s:s}", "error", code, "detail", detail));
+}
+
+int mc_http_actor_error (mc_http_req_t *req, const mc_env_t *reply)
+{
+    json_t *body =
+        json_pack ("{s:s, s:s}", "error", reply->error && *reply->error ? reply->error : "ERROR",
+                   "detail", reply->detail ? reply->detail : "");
+    if (reply->n_problems) {
+        json_t *problems = json_array ();
+        for (size_t i = 0; i < reply->n_problems; i++)
+            json_array_append_new (problems, json_string (reply->problems[i]));
+        json_object_set_new (body, "problems", problems);
+    }
+    if (reply->output && *reply->output)
+        json_object_set_new (body, "output", json_string (reply->output));
+    return mc_http_json (req, mc_status_http (reply->status), body);
+}
+
+mc_env_t *mc_http_call (mc_http_req_t *req, zsock_t *actor, mc_env_t *env, int timeout_ms)
+{
+    mc_env_t *reply = actor ? mc_call (actor, env, timeout_ms) : NULL;
+    if (!reply)
+        mc_http_error (req, 504, "TIMEOUT", "the core did not answer in time");
+    return reply;
+}
+
+char *mc_http_read_body (mc_http_req_t *req, size_t max, size_t *len)
+{
+    long long declared = req->info->content_length;
+    if (declared > (long long)max) {
+        mg_disable_keep_alive (req->conn); // the unread body must not be parsed as a request
+        mc_http_error (req, 413, "PAYLOAD_TOO_LARGE", "body of %lld bytes; at most %zu accepted",
+                       declared, max);
+        return NULL;
+    }
+    size_t cap = declared >= 0 ? (size_t)declared : max;
+    char *buf = malloc (cap + 2);
+    assert (buf);
+    size_t have = 0;
+    for (;;) {
+        int n = mg_read (req->conn, buf + have, cap + 1 - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        if (have > max) {
+            free (buf);
+            mg_disable_keep_alive (req->conn);
+            mc_http_error (req, 413, "PAYLOAD_TOO_LARGE", "body larger than %zu bytes", max);
+            return NULL;
+        }
+        if (have == cap + 1)
+            break;
+    }
+    if (declared >= 0 && have != (size_t)declared) {
+        free (buf);
+        mg_disable_keep_alive (req->conn);
+        mc_http_error (req, 400, "BODY_TRUNCATED", "body shorter than its Content-Length");
+        return NULL;
+    }
+    buf[have] = 0;
+    *len = have;
+    return buf;
+}
+
+json_t *mc_http_read_json (mc_http_req_t *req)
+{
+    const char *type = mg_get_header (req->conn, "Content-Type");
+    if (type && strncasecmp (type, "application/json", 16) != 0) {
+        mc_http_error (req, 415, "UNSUPPORTED_MEDIA_TYPE", "send application/json");
+        return NULL;
+    }
+    size_t len = 0;
+    char *text = mc_http_read_body (req, req->ctx->config->max_body_bytes, &len);
+    if (!text)
+        return NULL;
+    json_error_t error;
+    json_t *value = json_loadb (text, len, JSON_REJECT_DUPLICATES, &error);
+    free (text);
+    if (!value || !json_is_object (value)) {
+        mc_http_error (req, 400, "INVALID_JSON", "body is not a JSON object%s%s", value ? "" : ": ",
+                       value ? "" : error.text);
+        json_decref (value);
+        return NULL;
+    }
+    return value;
+}
+
+static json_t *s_time (int64_t t)
+{
+    if (t <= 0)
+        return json_null ();
+    char buf[32];
+    mc_time_iso (t, buf, sizeof buf);
+    return json_string (buf);
+}
+
+static const char *s_status_name (Mc__ModuleStatus status)
+{
+    switch (status) {
+        case MC__MODULE_STATUS__MODULE_INSTALLING:
+            return "INSTALLING";
+        case MC__MODULE_STATUS__MODULE_RUNNING:
+            return "RUNNING";
+        case MC__MODULE_STATUS__MODULE_STOPPED:
+            return "STOPPED";
+        case MC__MODULE_STATUS__MODULE_FAILED:
+            return "FAILED";
+        case MC__MODULE_STATUS__MODULE_REMOVED:
+            return "REMOVED";
+        case MC__MODULE_STATUS__MODULE_STARTING:
+            return "STARTING";
+        case _MC__MODULE_STATUS_IS_INT_SIZE:
+            break;
+    }
+    return "UNKNOWN";
+}
+
+json_t *mc_http_record_json (const Mc__ModuleRecord *rec)
+{
+    json_t *perms = json_array ();
+    for (uint32_t bit = 1; bit; bit <<= 1)
+        if ((rec->permissions & bit) && mc_perm_name (bit))
+            json_array_append_new (perms, json_string (mc_perm_name (bit)));
+    json_t *entry = json_array ();
+    for (size_t i = 0; i < rec->n_entry; i++)
+        json_array_append_new (entry, json_string (rec->entry[i]));
+    json_t *obj = json_pack (
+        "{s:s, s:s, s:s, s:s, s:s?, s:s, s:i, s:o, s:s, s:s, s:o, s:o, s:o, s:i, s:s, s:s, s:o}",
+        "name", rec->name, "version", rec->version, "type", rec->type, "api_version",
+        rec->api_version, "ui_profile", *rec->ui_profile ? rec->ui_profile : NULL, "runtime_mode",
+        rec->runtime_mode, "port", (int)rec->port, "permissions", perms, "status",
+        s_status_name (rec->status), "status_reason", rec->status_reason, "installed_at",
+        s_time (rec->installed_at), "updated_at", s_time (rec->updated_at), "started_at",
+        s_time (rec->status == MC__MODULE_STATUS__MODULE_RUNNING ? rec->started_at : 0), "pid",
+        (int)rec->pid, "description", rec->description, "author", rec->author, "entry", entry);
+    assert (obj);
+    if (!*rec->ui_profile)
+        json_object_set_new (obj, "ui_profile", json_null ());
+    json_t *manifest = json_loads (rec->manifest_json, 0, NULL);
+    if (manifest) {
+        json_t *ui = json_object_get (manifest, "ui");
+        if (ui)
+            json_object_set (obj, "ui", ui);
+        json_t *resources = json_object_get (manifest, "resources");
+        if (resources)
+            json_object_set (obj, "resources", resources);
+        json_decref (manifest);
+    }
+    return obj;
+}

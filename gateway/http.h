@@ -1,0 +1,74 @@
+/*  What gateway handlers share: the request being served, the per-thread sockets,
+    and the one-write response helpers. */
+#ifndef MC_HTTP_H
+#define MC_HTTP_H
+
+#include <civetweb.h>
+#include <czmq.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "core/actor.h"
+#include "core/authtab.h"
+#include "core/context.h"
+
+//  Sockets owned by one civetweb worker thread (made in init_thread, never shared).
+typedef struct {
+    zsock_t *registry; // DEALER to the registry actor
+} mc_http_thread_t;
+
+#define MC_HTTP_MAX_PARAMS 4
+
+//  One request being served.
+typedef struct {
+    struct mg_connection *conn;           // civetweb connection
+    const struct mg_request_info *info;   // method, path, headers
+    mc_context_t *ctx;                    // shared context
+    mc_http_thread_t *thread;             // this thread's sockets
+    const char *path;                     // path below /api/v1 (starts with '/')
+    char params[MC_HTTP_MAX_PARAMS][128]; // {} segments of the route, in order
+    mc_principal_t principal;             // who called (valid after auth)
+    bool authenticated;                   // principal is set
+    uint32_t rate_remaining;              // units left after this request
+} mc_http_req_t;
+
+//  Sends a complete response in one write: status, headers (each "Name: value\r\n",
+//  may be NULL), content type, body. Returns the status.
+int mc_http_send (mc_http_req_t *req, int status, const char *headers, const char *type,
+                  const char *body, size_t len);
+
+//  Sends a JSON value (stolen: decref'd here). Returns the status.
+int mc_http_json (mc_http_req_t *req, int status, json_t *body);
+
+//  Sends {"error": code, "detail": detail}. Returns the status.
+int mc_http_error (mc_http_req_t *req, int status, const char *code, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+//  Sends the error an actor replied with (status, code, detail, problems, output).
+int mc_http_actor_error (mc_http_req_t *req, const mc_env_t *reply);
+
+//  Calls an actor over this thread's socket; on no reply sends 504 and returns NULL.
+mc_env_t *mc_http_call (mc_http_req_t *req, zsock_t *actor, mc_env_t *env, int timeout_ms);
+
+//  Reads the whole body into memory, at most max bytes. Returns a malloc'd NUL-terminated
+//  buffer (caller frees) and its length, or NULL after sending 413/400.
+char *mc_http_read_body (mc_http_req_t *req, size_t max, size_t *len);
+
+//  Reads the body as a JSON object (duplicate keys refused). Returns it, or NULL after
+//  sending 400/413/415.
+json_t *mc_http_read_json (mc_http_req_t *req);
+
+//  A module record as the API shows it.
+json_t *mc_http_record_json (const Mc__ModuleRecord *rec);
+
+//  Route handlers, one file per API area.
+int mc_api_health (mc_http_req_t *req);
+int mc_api_modules_list (mc_http_req_t *req);
+int mc_api_modules_get (mc_http_req_t *req);
+int mc_api_modules_self (mc_http_req_t *req);
+int mc_api_modules_install (mc_http_req_t *req);
+int mc_api_modules_start (mc_http_req_t *req);
+int mc_api_modules_stop (mc_http_req_t *req);
+int mc_api_modules_uninstall (mc_http_req_t *req);
+
+#endif
