@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "core/fsutil.h"
 #include "core/perms.h"
 #include "gateway/http.h"
 
