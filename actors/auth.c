@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/actor.h"
+#include "envelope_cases.h"
 #include "core/context.h"
 #include "core/fsutil.h"
 #include "core/perms.h"
@@ -297,25 +298,7 @@ static void s_handle_request (self_t *self)
         case MC__ENVELOPE__BODY_AUTH_VERIFY:
             s_handle_verify (self, req);
             break;
-        case MC__ENVELOPE__BODY__NOT_SET:
-        case MC__ENVELOPE__BODY_AUTH_ISSUED:
-        case MC__ENVELOPE__BODY_AUTH_VERDICT:
-        case MC__ENVELOPE__BODY_REGISTRY_INSTALL:
-        case MC__ENVELOPE__BODY_REGISTRY_GET:
-        case MC__ENVELOPE__BODY_REGISTRY_LIST:
-        case MC__ENVELOPE__BODY_REGISTRY_START:
-        case MC__ENVELOPE__BODY_REGISTRY_STOP:
-        case MC__ENVELOPE__BODY_REGISTRY_UNINSTALL:
-        case MC__ENVELOPE__BODY_MODULE:
-        case MC__ENVELOPE__BODY_MODULE_LIST:
-        case MC__ENVELOPE__BODY_REGISTRY_EXITED:
-        case MC__ENVELOPE__BODY_REGISTRY_SAGA:
-        case MC__ENVELOPE__BODY_SANDBOX_TEST:
-        case MC__ENVELOPE__BODY_SANDBOX_LAUNCH:
-        case MC__ENVELOPE__BODY_SANDBOX_STOP:
-        case MC__ENVELOPE__BODY_SANDBOX_RESULT:
-        case MC__ENVELOPE__BODY_SANDBOX_STATUS:
-        case _MC__ENVELOPE__BODY__CASE_IS_INT_SIZE:
+            MC_CASES_NOT_FOR_AUTH
             mc_reply_error (self->router, req->routing_id, req->env->request_id,
                             MC__STATUS__STATUS_BAD_REQUEST, "UNSUPPORTED",
                             "auth does not handle this message");

@@ -28,6 +28,7 @@
     the token's hash lives with auth, the plaintext token and the webhook secret only
     sealed in <data>/secure (needed to relaunch a module with the same token). */
 #include "actors/registry.h"
+#include "actors/webhook.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -38,6 +39,7 @@
 #include <unistd.h>
 
 #include "core/actor.h"
+#include "envelope_cases.h"
 #include "core/context.h"
 #include "core/fsutil.h"
 #include "core/manifest.h"
@@ -145,6 +147,8 @@ typedef struct {
     zsock_t *registry; // DEALER to this actor's loop
     zsock_t *auth;     // DEALER to auth
     zsock_t *sandbox;  // DEALER to sandbox
+    zsock_t *eventbus; // DEALER to eventbus (module.loaded / module.unloaded)
+    zsock_t *webhook;  // DEALER to webhook (signing secrets)
 } worker_t;
 
 //  Reports a step; returns the loop's reply (caller frees) or NULL if the actor is
@@ -261,10 +265,13 @@ static Mc__SandboxSpec *s_spec_new (mc_context_t *ctx, const Mc__ModuleRecord *r
     for (size_t i = 0; i < rec->n_entry; i++)
         spec->argv[i] = strdup (rec->entry[i]);
     const char *host = strcmp (cfg->listen_host, "0.0.0.0") == 0 ? "127.0.0.1" : cfg->listen_host;
+    char standard[100];
+    mc_webhook_standard_secret (secret, standard);
     char *env[] = {
         s_path ("SELENA_MODULE_TOKEN=%s", token),
         s_path ("MODULE_TOKEN=%s", token),
         s_path ("SELENA_WEBHOOK_SECRET=%s", secret),
+        s_path ("MODCORE_STANDARD_WEBHOOK_SECRET=%s", standard),
         s_path ("SELENA_CORE_URL=http://%s:%d/api/v1", host, ctx->gateway_port),
         s_path ("SELENA_CORE_API=http://%s:%d/api/v1", host, ctx->gateway_port),
         s_path ("SELENA_MODULE_NAME=%s", rec->name),
@@ -304,10 +311,44 @@ static void s_spec_free (Mc__SandboxSpec **spec_p)
     *spec_p = NULL;
 }
 
+//  Publishes module.loaded / module.unloaded (blvm's ModuleLoaded/ModuleUnloaded) as
+//  the core. A notification: queued durably by the bus like any event.
+static void s_publish_lifecycle (worker_t *w, const char *type, const Mc__ModuleRecord *rec)
+{
+    json_t *payload = json_pack ("{s:s, s:s, s:s}", "module_id", rec->name, "module_name",
+                                 rec->name, "version", rec->version);
+    char *json = json_dumps (payload, JSON_COMPACT);
+    json_decref (payload);
+    Mc__EventPublish pub = MC__EVENT_PUBLISH__INIT;
+    pub.type = (char *)type;
+    pub.source = "core";
+    pub.payload_json = json;
+    pub.core = true;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_EVENT_PUBLISH;
+    env.event_publish = &pub;
+    mc_notify (w->eventbus, &env);
+    free (json);
+}
+
+//  Gives the webhook actor the module's signing secret (before the module starts, so
+//  deliveries can begin as soon as it answers).
+static void s_share_secret (worker_t *w, const char *name, const char *secret)
+{
+    Mc__WebhookSecret msg = MC__WEBHOOK_SECRET__INIT;
+    msg.module = (char *)name;
+    msg.secret = (char *)secret;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_WEBHOOK_SECRET;
+    env.webhook_secret = &msg;
+    mc_env_free (s_ask (w, w->webhook, &env, 10000));
+}
+
 //  Launches the module and waits for health. Fills rec's status, pid, reason.
 static void s_launch (worker_t *w, Mc__ModuleRecord *rec, const char *token, const char *secret)
 {
     mc_context_t *ctx = w->saga->ctx;
+    s_share_secret (w, rec->name, secret);
     Mc__SandboxSpec *spec = s_spec_new (ctx, rec, token, secret);
     Mc__SandboxLaunch launch = MC__SANDBOX_LAUNCH__INIT;
     launch.spec = spec;
@@ -593,6 +634,8 @@ static void s_saga_install (worker_t *w)
     mc_env_free (reply);
     zsys_info ("registry: installed %s %s (%s)", rec->name, rec->version,
                rec->status == MC__MODULE_STATUS__MODULE_RUNNING ? "running" : "failed to start");
+    if (rec->status == MC__MODULE_STATUS__MODULE_RUNNING)
+        s_publish_lifecycle (w, "module.loaded", rec);
     s_done (w, MC__STATUS__STATUS_OK, NULL, NULL, NULL, rec);
 
 cleanup:
@@ -637,6 +680,7 @@ static void s_saga_start (worker_t *w)
                 rec);
     else {
         zsys_info ("registry: started %s", rec->name);
+        s_publish_lifecycle (w, "module.loaded", rec);
         s_done (w, MC__STATUS__STATUS_OK, NULL, NULL, NULL, rec);
     }
     mc__module_record__free_unpacked (rec, NULL);
@@ -659,6 +703,7 @@ static void s_saga_stop (worker_t *w)
     mc_env_t *reply = s_step (w, MC__REGISTRY_SAGA__STEP__COMMIT, rec);
     if (reply && reply->status == MC__STATUS__STATUS_OK) {
         zsys_info ("registry: stopped %s", rec->name);
+        s_publish_lifecycle (w, "module.unloaded", rec);
         s_done (w, MC__STATUS__STATUS_OK, NULL, NULL, NULL, rec);
     } else
         s_done (w, MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot store the module record",
@@ -679,6 +724,12 @@ static void s_saga_uninstall (worker_t *w)
         return;
     }
     s_stop_process (w, rec->name);
+    Mc__WebhookForget forget = MC__WEBHOOK_FORGET__INIT;
+    forget.module = rec->name;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_WEBHOOK_FORGET;
+    env.webhook_forget = &forget;
+    mc_env_free (s_ask (w, w->webhook, &env, 10000));
     char *dir = s_path ("%s/modules/%s", ctx->config->data_dir, rec->name);
     char *cred = s_cred_path (ctx, rec->name);
     unlink (cred);
@@ -691,6 +742,7 @@ static void s_saga_uninstall (worker_t *w)
     mc_env_t *reply = s_step (w, MC__REGISTRY_SAGA__STEP__COMMIT, rec);
     if (reply && reply->status == MC__STATUS__STATUS_OK) {
         zsys_info ("registry: uninstalled %s", rec->name);
+        s_publish_lifecycle (w, "module.unloaded", rec);
         s_done (w, MC__STATUS__STATUS_OK, NULL, NULL, NULL, rec);
     } else
         s_done (w, MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot store the module record",
@@ -703,8 +755,12 @@ static void s_saga_uninstall (worker_t *w)
 
 static void *s_worker_main (void *arg)
 {
-    worker_t w = {arg, mc_client_new ("registry"), mc_client_new ("auth"),
-                  mc_client_new ("sandbox")};
+    worker_t w = {arg,
+                  mc_client_new ("registry"),
+                  mc_client_new ("auth"),
+                  mc_client_new ("sandbox"),
+                  mc_client_new ("eventbus"),
+                  mc_client_new ("webhook")};
     switch (w.saga->kind) {
         case SAGA_INSTALL:
             s_saga_install (&w);
@@ -723,6 +779,8 @@ static void *s_worker_main (void *arg)
     zsock_destroy (&w.registry);
     zsock_destroy (&w.auth);
     zsock_destroy (&w.sandbox);
+    zsock_destroy (&w.eventbus);
+    zsock_destroy (&w.webhook);
     return NULL;
 }
 
@@ -821,12 +879,18 @@ static void s_on_reserve (self_t *self, mc_request_t *req, saga_t *saga, Mc__Mod
                             "port %u is already used by module %s", rec->port, holder);
             return;
         }
-        zhashx_insert (self->reserved_ports, port, rec->name);
     }
     char key[24];
     snprintf (key, sizeof key, "%" PRIu64, saga->id);
     zhashx_insert (self->busy, rec->name, strdup (key));
     saga->name = strdup (rec->name);
+    //  The reservation borrows the saga's copy of the name, which lives until s_release
+    //  (rec belongs to this request and is freed when it has been answered).
+    if (rec->port) {
+        char port[16];
+        snprintf (port, sizeof port, "%u", rec->port);
+        zhashx_insert (self->reserved_ports, port, saga->name);
+    }
     //  Shown (as INSTALLING) while the install runs: the module may ask who it is
     //  during its own test run and launch, before the record is committed.
     if (saga->record)
@@ -1042,20 +1106,7 @@ static void s_on_request (self_t *self)
         case MC__ENVELOPE__BODY_REGISTRY_SAGA:
             s_on_saga (self, req);
             break;
-        case MC__ENVELOPE__BODY__NOT_SET:
-        case MC__ENVELOPE__BODY_AUTH_ISSUE:
-        case MC__ENVELOPE__BODY_AUTH_ISSUED:
-        case MC__ENVELOPE__BODY_AUTH_REVOKE:
-        case MC__ENVELOPE__BODY_AUTH_VERIFY:
-        case MC__ENVELOPE__BODY_AUTH_VERDICT:
-        case MC__ENVELOPE__BODY_MODULE:
-        case MC__ENVELOPE__BODY_MODULE_LIST:
-        case MC__ENVELOPE__BODY_SANDBOX_TEST:
-        case MC__ENVELOPE__BODY_SANDBOX_LAUNCH:
-        case MC__ENVELOPE__BODY_SANDBOX_STOP:
-        case MC__ENVELOPE__BODY_SANDBOX_RESULT:
-        case MC__ENVELOPE__BODY_SANDBOX_STATUS:
-        case _MC__ENVELOPE__BODY__CASE_IS_INT_SIZE:
+            MC_CASES_NOT_FOR_REGISTRY
             mc_reply_error (self->router, req->routing_id, env->request_id,
                             MC__STATUS__STATUS_BAD_REQUEST, "UNSUPPORTED",
                             "registry does not handle this message");

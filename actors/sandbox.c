@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "core/actor.h"
+#include "envelope_cases.h"
 #include "core/context.h"
 #include "core/fsutil.h"
 
@@ -586,24 +587,7 @@ static int s_on_request (zloop_t *loop, zsock_t *reader, void *arg)
         case MC__ENVELOPE__BODY_SANDBOX_STATUS:
             s_handle_status (self, req);
             break;
-        case MC__ENVELOPE__BODY__NOT_SET:
-        case MC__ENVELOPE__BODY_AUTH_ISSUE:
-        case MC__ENVELOPE__BODY_AUTH_ISSUED:
-        case MC__ENVELOPE__BODY_AUTH_REVOKE:
-        case MC__ENVELOPE__BODY_AUTH_VERIFY:
-        case MC__ENVELOPE__BODY_AUTH_VERDICT:
-        case MC__ENVELOPE__BODY_REGISTRY_INSTALL:
-        case MC__ENVELOPE__BODY_REGISTRY_GET:
-        case MC__ENVELOPE__BODY_REGISTRY_LIST:
-        case MC__ENVELOPE__BODY_REGISTRY_START:
-        case MC__ENVELOPE__BODY_REGISTRY_STOP:
-        case MC__ENVELOPE__BODY_REGISTRY_UNINSTALL:
-        case MC__ENVELOPE__BODY_MODULE:
-        case MC__ENVELOPE__BODY_MODULE_LIST:
-        case MC__ENVELOPE__BODY_REGISTRY_EXITED:
-        case MC__ENVELOPE__BODY_REGISTRY_SAGA:
-        case MC__ENVELOPE__BODY_SANDBOX_RESULT:
-        case _MC__ENVELOPE__BODY__CASE_IS_INT_SIZE:
+            MC_CASES_NOT_FOR_SANDBOX
             mc_reply_error (self->router, req->routing_id, req->env->request_id,
                             MC__STATUS__STATUS_BAD_REQUEST, "UNSUPPORTED",
                             "sandbox does not handle this message");

@@ -100,6 +100,17 @@ mc_env_t *mc_call_cancellable (zsock_t *client, mc_env_t *req, int timeout_ms,
     }
 }
 
+uint64_t mc_send_request (zsock_t *client, mc_env_t *req)
+{
+    req->request_id = atomic_fetch_add (&s_next_request_id, 1);
+    zframe_t *frame = mc_env_pack (req);
+    if (zframe_send (&frame, client, 0) != 0) {
+        zframe_destroy (&frame);
+        return 0;
+    }
+    return req->request_id;
+}
+
 int mc_notify (zsock_t *client, mc_env_t *env)
 {
     env->request_id = 0;

@@ -34,6 +34,10 @@ mc_env_t *mc_call (zsock_t *client, mc_env_t *req, int timeout_ms);
 mc_env_t *mc_call_cancellable (zsock_t *client, mc_env_t *req, int timeout_ms,
                                const atomic_bool *cancel);
 
+//  Sends req without waiting (request_id set here and returned, 0 on failure): for
+//  actors that keep their loop free and take the reply from their poller.
+uint64_t mc_send_request (zsock_t *client, mc_env_t *req);
+
 //  Sends env as a notification (request_id 0, no reply). Returns 0 or -1.
 int mc_notify (zsock_t *client, mc_env_t *env);
 

@@ -26,6 +26,10 @@ mc_config_t *mc_config_new (void)
     self->health_timeout_ms = 30000;
     self->stop_grace_ms = 10000;
     self->call_timeout_ms = 5000;
+    self->webhook_timeout_ms = 5000;
+    self->webhook_retry_base_ms = 1000;
+    self->webhook_retry_cap_ms = 3600000;
+    self->webhook_max_age_s = 86400;
     mc_zipx_limits_default (&self->zip_limits);
     self->modules = json_object ();
     return self;
@@ -203,6 +207,29 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
                     &self->zip_limits.max_entry_bytes, err) ||
             s_uint (in, "install", "max_ratio", 1, 100000, 1, &self->zip_limits.max_ratio, err))
             goto done;
+    }
+    json_t *wh = json_object_get (root, "webhook");
+    if (wh) {
+        static const char *const keys[] = {"timeout_ms", "retry_base_ms", "retry_cap_ms",
+                                           "max_age_s", NULL};
+        if (s_known (wh, "webhook", keys, err))
+            goto done;
+        struct {
+            const char *key;
+            uint32_t *field;
+            uint64_t min, max;
+        } fields[] = {
+            {"timeout_ms", &self->webhook_timeout_ms, 100, 600000},
+            {"retry_base_ms", &self->webhook_retry_base_ms, 10, 3600000},
+            {"retry_cap_ms", &self->webhook_retry_cap_ms, 10, 86400000},
+            {"max_age_s", &self->webhook_max_age_s, 1, 30 * 86400},
+        };
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+            v = *fields[i].field;
+            if (s_uint (wh, "webhook", fields[i].key, fields[i].min, fields[i].max, 1, &v, err))
+                goto done;
+            *fields[i].field = (uint32_t)v;
+        }
     }
     json_t *modules = json_object_get (root, "modules");
     if (modules) {

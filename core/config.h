@@ -10,23 +10,27 @@
 #include "core/zipx.h"
 
 typedef struct {
-    char *data_dir;              // [core] data_dir, --data-dir; default ./data (made absolute)
-    char *listen_host;           // [core] listen, --listen; default 127.0.0.1
-    int listen_port;             // default 7070; 0 = any free port (tests)
-    int gateway_threads;         // [gateway] threads; civetweb workers, default 64
-    int keep_alive_ms;           // [gateway] keep_alive_ms; idle keep-alive, default 5000
-    uint64_t max_upload_bytes;   // [gateway] max_upload_mb; install body cap, default 64 MiB
-    uint64_t max_body_bytes;     // [gateway] max_body_kb; other bodies, default 64 KiB
-    uint32_t rate_limit;         // [rate_limit] rate; per token per second, default 100
-    uint32_t rate_burst;         // [rate_limit] burst; bucket capacity, default 20
-    uint32_t sandbox_test_ms;    // [sandbox] test_timeout_s; install test run, default 60 s
-    uint32_t health_timeout_ms;  // [sandbox] health_timeout_s; wait for /health, default 30 s
-    uint32_t stop_grace_ms;      // [sandbox] stop_grace_s; SIGTERM -> SIGKILL, default 10 s
-    uint32_t call_timeout_ms;    // gateway -> actor calls, default 5 s
-    mc_zipx_limits_t zip_limits; // [install] max_entries, max_total_mb, max_entry_mb, max_ratio
-    char *launcher;              // [sandbox] launcher; default modcore-launch beside modcored
-    json_t *modules;             // [modules.<name>] tables (object, owned), for config merge
-    char *config_path;           // the file read, or NULL
+    char *data_dir;                 // [core] data_dir, --data-dir; default ./data (made absolute)
+    char *listen_host;              // [core] listen, --listen; default 127.0.0.1
+    int listen_port;                // default 7070; 0 = any free port (tests)
+    int gateway_threads;            // [gateway] threads; civetweb workers, default 64
+    int keep_alive_ms;              // [gateway] keep_alive_ms; idle keep-alive, default 5000
+    uint64_t max_upload_bytes;      // [gateway] max_upload_mb; install body cap, default 64 MiB
+    uint64_t max_body_bytes;        // [gateway] max_body_kb; other bodies, default 64 KiB
+    uint32_t rate_limit;            // [rate_limit] rate; per token per second, default 100
+    uint32_t rate_burst;            // [rate_limit] burst; bucket capacity, default 20
+    uint32_t sandbox_test_ms;       // [sandbox] test_timeout_s; install test run, default 60 s
+    uint32_t health_timeout_ms;     // [sandbox] health_timeout_s; wait for /health, default 30 s
+    uint32_t stop_grace_ms;         // [sandbox] stop_grace_s; SIGTERM -> SIGKILL, default 10 s
+    uint32_t call_timeout_ms;       // gateway -> actor calls, default 5 s
+    uint32_t webhook_timeout_ms;    // [webhook] timeout_ms; one delivery attempt, default 5000
+    uint32_t webhook_retry_base_ms; // [webhook] retry_base_ms; first retry delay, default 1000
+    uint32_t webhook_retry_cap_ms;  // [webhook] retry_cap_ms; longest delay, default 1 h
+    uint32_t webhook_max_age_s;     // [webhook] max_age_s; then dead-lettered, default 1 day
+    mc_zipx_limits_t zip_limits;    // [install] max_entries, max_total_mb, max_entry_mb, max_ratio
+    char *launcher;                 // [sandbox] launcher; default modcore-launch beside modcored
+    json_t *modules;                // [modules.<name>] tables (object, owned), for config merge
+    char *config_path;              // the file read, or NULL
 } mc_config_t;
 
 //  A config with every default set.

@@ -168,3 +168,18 @@ void mc_time_iso (int64_t unix_seconds, char *buf, size_t size)
     gmtime_r (&t, &tm);
     strftime (buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
+
+int64_t mc_time_unix_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void mc_time_iso_ms (int64_t unix_ms, char *buf, size_t size)
+{
+    char secs[24];
+    mc_time_iso (unix_ms / 1000, secs, sizeof secs);
+    secs[strlen (secs) - 1] = 0; // drop the Z
+    snprintf (buf, size, "%s.%03dZ", secs, (int)(unix_ms % 1000));
+}

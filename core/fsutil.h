@@ -35,6 +35,12 @@ char *mc_fs_tail (const char *path, size_t max);
 //  Wall-clock unix seconds.
 int64_t mc_time_unix (void);
 
+//  Wall-clock unix milliseconds.
+int64_t mc_time_unix_ms (void);
+
+//  ISO-8601 UTC with milliseconds and Z ("2026-11-23T10:00:00.123Z"); buf >= 25 bytes.
+void mc_time_iso_ms (int64_t unix_ms, char *buf, size_t size);
+
 //  ISO-8601 UTC with Z of unix seconds into buf (at least 21 bytes).
 void mc_time_iso (int64_t unix_seconds, char *buf, size_t size);
 

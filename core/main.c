@@ -1,10 +1,11 @@
 /*  modcored: the module host core.
 
     Start-up order: config, data dir layout, store, seal key, then the actors in
-    dependency order (auth, sandbox, registry), then the gateway; then the registry is
-    told to BOOT (bring back always_on modules, which call the gateway as they start).
+    dependency order (auth, webhook, eventbus, sandbox, registry), then the gateway; then the
+   registry is told to BOOT (bring back always_on modules, which call the gateway as they start).
     Shutdown (SIGTERM/SIGINT) in reverse: gateway first, so nothing new comes in, then
-    registry, sandbox (which stops every module process), auth, store. */
+    registry, sandbox (which stops every module process), eventbus, webhook, auth, store. */
+#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -15,8 +16,10 @@
 #include <unistd.h>
 
 #include "actors/auth.h"
+#include "actors/eventbus.h"
 #include "actors/registry.h"
 #include "actors/sandbox.h"
+#include "actors/webhook.h"
 #include "core/actor.h"
 #include "core/config.h"
 #include "core/context.h"
@@ -106,7 +109,8 @@ int main (int argc, char **argv)
     zsys_set_logident ("modcored");
     zsys_set_logstream (stderr);
     zsys_set_logsystem (false);
-    zsys_set_max_sockets (0); // as many as the OS allows: one per thread per actor
+    zsys_set_max_sockets (0);               // as many as the OS allows: one per thread per actor
+    curl_global_init (CURL_GLOBAL_DEFAULT); // once, before any thread uses libcurl
     if (sodium_init () < 0) {
         fprintf (stderr, "modcored: libsodium cannot initialise\n");
         return 1;
@@ -145,10 +149,14 @@ int main (int argc, char **argv)
     ctx.authtab = mc_authtab_new (config->rate_limit, config->rate_burst);
 
     int rc = 1;
-    zactor_t *auth = NULL, *sandbox = NULL, *registry = NULL;
+    zactor_t *auth = NULL, *webhook = NULL, *eventbus = NULL, *sandbox = NULL, *registry = NULL;
     mc_gateway_t *gateway = NULL;
     auth = mc_actor_start ("auth", mc_auth_actor, &ctx);
     if (auth)
+        webhook = mc_actor_start ("webhook", mc_webhook_actor, &ctx);
+    if (webhook)
+        eventbus = mc_actor_start ("eventbus", mc_eventbus_actor, &ctx);
+    if (eventbus)
         sandbox = mc_actor_start ("sandbox", mc_sandbox_actor, &ctx);
     if (sandbox)
         registry = mc_actor_start ("registry", mc_registry_actor, &ctx);
@@ -170,6 +178,8 @@ int main (int argc, char **argv)
     mc_gateway_stop (&gateway);
     zactor_destroy (&registry);
     zactor_destroy (&sandbox);
+    zactor_destroy (&eventbus);
+    zactor_destroy (&webhook);
     zactor_destroy (&auth);
     mc_authtab_destroy (&ctx.authtab);
     mc_store_close (&ctx.store);
@@ -178,5 +188,6 @@ int main (int argc, char **argv)
     if (rc == 0)
         zsys_info ("modcored: stopped");
     zsys_shutdown ();
+    curl_global_cleanup ();
     return rc;
 }

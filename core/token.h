@@ -23,6 +23,9 @@ void mc_token_hash (const char *token, size_t len, uint8_t hash[MC_HASH_LEN]);
 //  Lowercase hex of len bytes into out (2*len + 1 chars).
 void mc_hex_encode (const uint8_t *bytes, size_t len, char *out);
 
+//  Writes a random (version 4) UUID, 36 chars + NUL, into out.
+void mc_uuid_generate (char *out);
+
 //  True if s has the shape of a module token (64 base64url chars).
 int mc_token_well_formed (const char *s, size_t len);
 

@@ -40,6 +40,14 @@ static const route_t s_routes[] = {
     {"POST", "/modules/{}/start", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_start},
     {"POST", "/modules/{}/stop", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_stop},
     {"DELETE", "/modules/{}", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_uninstall},
+    {"POST", "/events/publish", AUTH_TOKEN, MC_PERM_EVENTS_PUBLISH, mc_api_events_publish},
+    {"POST", "/events/subscribe", AUTH_TOKEN, MC_PERM_EVENTS_SUBSCRIBE, mc_api_events_subscribe},
+    {"DELETE", "/events/subscribe/{}", AUTH_TOKEN, MC_PERM_EVENTS_SUBSCRIBE,
+     mc_api_events_unsubscribe},
+    {"GET", "/events/subscriptions", AUTH_TOKEN, 0, mc_api_events_subscriptions},
+    {"GET", "/events/recent", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_events_recent},
+    {"GET", "/events/deliveries", AUTH_TOKEN, 0, mc_api_events_deliveries},
+    {"POST", "/events/deliveries/{}/retry", AUTH_TOKEN, 0, mc_api_events_retry},
 };
 
 struct mc_gateway_t {
@@ -183,6 +191,8 @@ static void *s_init_thread (const struct mg_context *server, int thread_type)
     mc_http_thread_t *thread = calloc (1, sizeof *thread);
     assert (thread);
     thread->registry = mc_client_new ("registry");
+    thread->eventbus = mc_client_new ("eventbus");
+    thread->webhook = mc_client_new ("webhook");
     return thread;
 }
 
@@ -192,6 +202,8 @@ static void s_exit_thread (const struct mg_context *server, int thread_type, voi
     if (!thread)
         return;
     zsock_destroy (&thread->registry);
+    zsock_destroy (&thread->eventbus);
+    zsock_destroy (&thread->webhook);
     free (thread);
 }
 

@@ -15,6 +15,8 @@
 //  Sockets owned by one civetweb worker thread (made in init_thread, never shared).
 typedef struct {
     zsock_t *registry; // DEALER to the registry actor
+    zsock_t *eventbus; // DEALER to the eventbus actor
+    zsock_t *webhook;  // DEALER to the webhook actor
 } mc_http_thread_t;
 
 #define MC_HTTP_MAX_PARAMS 4
@@ -70,5 +72,19 @@ int mc_api_modules_install (mc_http_req_t *req);
 int mc_api_modules_start (mc_http_req_t *req);
 int mc_api_modules_stop (mc_http_req_t *req);
 int mc_api_modules_uninstall (mc_http_req_t *req);
+int mc_api_events_publish (mc_http_req_t *req);
+int mc_api_events_subscribe (mc_http_req_t *req);
+int mc_api_events_unsubscribe (mc_http_req_t *req);
+int mc_api_events_subscriptions (mc_http_req_t *req);
+int mc_api_events_recent (mc_http_req_t *req);
+int mc_api_events_deliveries (mc_http_req_t *req);
+int mc_api_events_retry (mc_http_req_t *req);
+
+//  The module record of the caller (a module token), or NULL after sending an error.
+//  Caller frees with mc_env_free (the record is reply->module).
+mc_env_t *mc_http_own_record (mc_http_req_t *req);
+
+//  Copies query parameter name into buf; returns true if present.
+bool mc_http_query (mc_http_req_t *req, const char *name, char *buf, size_t size);
 
 #endif

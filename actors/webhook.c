@@ -1,0 +1,884 @@
+/*  webhook actor
+
+    DESIGN. The outbox is durable: every Delivery (one event for one subscription) is
+    written to the store under wh/<module>/<seq> before the eventbus acknowledges the
+    publish, with group commit: all enqueue requests waiting on the socket are written
+    in one synced batch, then answered (LevelDB: ~5k synced puts/s, ~270k records/s in
+    synced batches of 100 - design.md).
+
+    Delivery is at least once, per subscription in publish order: each subscription has
+    a queue, and only its head is ever in flight, so a later event never overtakes an
+    earlier undelivered one. Attempts run on libcurl multi inside this actor's zloop
+    (curl's sockets and timer are registered with the loop), so thousands can be in
+    flight over kept-alive connections without blocking the loop.
+
+    Outcome of an attempt:
+        2xx                 DELIVERED (kept for listing: the last 1,000 per module)
+        410                 DEAD, the subscription is dropped (eventbus told) and its
+                            later deliveries go DEAD too
+        429                 retry after Retry-After (seconds or HTTP date), capped
+        3xx (not followed), other 4xx, 5xx, timeout, connection error
+                            retry with exponential backoff and jitter
+    A delivery older than max_age (default one day) after a failure goes DEAD: a
+    dead-letter record (synced), and the core publishes webhook.exhausted.
+
+    A module's signing secret comes from the registry (WebhookSecret at each launch);
+    deliveries to a module whose secret is not known yet (core restarted, module not
+    started yet) wait. On uninstall (WebhookForget) its secret and outbox are dropped.
+    Restart: every PENDING record is loaded back into its queue, in seq order. */
+#include "actors/webhook.h"
+
+#include <curl/curl.h>
+#include <math.h>
+#include <sodium.h>
+#include <string.h>
+
+#include "core/actor.h"
+#include "core/context.h"
+#include "core/fsutil.h"
+#include "envelope_cases.h"
+
+#define KEEP_DELIVERED   1000
+#define GROUP_COMMIT_MAX 512
+
+typedef struct self_t self_t;
+
+//  One subscription's queue of pending deliveries, oldest first.
+typedef struct attempt_t attempt_t;
+
+typedef struct {
+    char *subscription_id; // key
+    zlistx_t *pending;     // Mc__Delivery * (owned), in seq order
+    bool in_flight;        // the head is being attempted
+    attempt_t *attempt;    // that attempt, while in_flight
+} queue_t;
+
+//  An attempt in progress.
+struct attempt_t {
+    self_t *owner;              // the actor
+    queue_t *queue;             // whose head is attempted
+    Mc__Delivery *delivery;     // the head (borrowed from the queue)
+    CURL *easy;                 // the transfer
+    struct curl_slist *headers; // request headers
+    long retry_after_s;         // from a 429's Retry-After, or -1
+};
+
+//  A socket curl asked us to watch.
+typedef struct {
+    zmq_pollitem_t item; // registered with the loop
+    bool registered;     // item is in the loop
+} watch_t;
+
+struct self_t {
+    mc_context_t *ctx;   // shared context
+    zsock_t *router;     // inproc://modcore.webhook
+    zsock_t *eventbus;   // DEALER: notifications to the bus (410 unsubscribe, exhausted)
+    zloop_t *loop;       // router, pipe, curl sockets, timers
+    CURLM *multi;        // libcurl multi
+    int curl_timer;      // zloop timer id for curl's timeout, or -1
+    zhashx_t *queues;    // subscription id -> queue_t *
+    zhashx_t *secrets;   // module -> secret (64 ASCII chars, owned)
+    zhashx_t *delivered; // module -> zlistx of store keys of DELIVERED records, oldest first
+    uint64_t next_seq;   // seq of the next outbox record
+    size_t in_flight;    // attempts running
+};
+
+//  --- signatures ------------------------------------------------------------------
+
+static void s_hmac (const char *secret, const uint8_t *parts[], const size_t lens[], size_t n,
+                    uint8_t mac[crypto_auth_hmacsha256_BYTES])
+{
+    crypto_auth_hmacsha256_state state;
+    crypto_auth_hmacsha256_init (&state, (const uint8_t *)secret, strlen (secret));
+    for (size_t i = 0; i < n; i++)
+        crypto_auth_hmacsha256_update (&state, parts[i], lens[i]);
+    crypto_auth_hmacsha256_final (&state, mac);
+}
+
+void mc_webhook_sign_selena (const char *secret, const uint8_t *body, size_t len, char *out)
+{
+    uint8_t mac[crypto_auth_hmacsha256_BYTES];
+    const uint8_t *parts[] = {body};
+    size_t lens[] = {len};
+    s_hmac (secret, parts, lens, 1, mac);
+    memcpy (out, "sha256=", 7);
+    sodium_bin2hex (out + 7, 65, mac, sizeof mac);
+}
+
+void mc_webhook_sign_standard (const char *secret, const char *id, int64_t timestamp,
+                               const uint8_t *body, size_t len, char *out)
+{
+    char prefix[128];
+    int n = snprintf (prefix, sizeof prefix, "%s.%lld.", id, (long long)timestamp);
+    uint8_t mac[crypto_auth_hmacsha256_BYTES];
+    const uint8_t *parts[] = {(const uint8_t *)prefix, body};
+    size_t lens[] = {(size_t)n, len};
+    s_hmac (secret, parts, lens, 2, mac);
+    memcpy (out, "v1,", 3);
+    sodium_bin2base64 (out + 3, 49, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
+}
+
+void mc_webhook_standard_secret (const char *secret, char *out)
+{
+    memcpy (out, "whsec_", 6);
+    sodium_bin2base64 (out + 6, 90, (const uint8_t *)secret, strlen (secret),
+                       sodium_base64_VARIANT_ORIGINAL);
+}
+
+uint64_t mc_webhook_backoff_ms (uint32_t attempts, uint32_t base_ms, uint32_t cap_ms,
+                                double jitter_unit)
+{
+    double delay = base_ms;
+    for (uint32_t i = 1; i < attempts && delay < cap_ms; i++)
+        delay *= 2;
+    if (delay > cap_ms)
+        delay = cap_ms;
+    delay *= 0.8 + 0.4 * jitter_unit;
+    return (uint64_t)delay;
+}
+
+//  --- outbox records ----------------------------------------------------------------
+
+static void s_key (const Mc__Delivery *d, char *key, size_t size)
+{
+    snprintf (key, size, "wh/%s/%020" PRIu64, d->module, d->seq);
+}
+
+static uint8_t *s_pack (const Mc__Delivery *d, size_t *len)
+{
+    *len = mc__delivery__get_packed_size (d);
+    uint8_t *buf = malloc (*len ? *len : 1);
+    assert (buf);
+    mc__delivery__pack (d, buf);
+    return buf;
+}
+
+static Mc__Delivery *s_dup (const Mc__Delivery *d)
+{
+    size_t len;
+    uint8_t *buf = s_pack (d, &len);
+    Mc__Delivery *copy = mc__delivery__unpack (NULL, len, buf);
+    free (buf);
+    assert (copy);
+    return copy;
+}
+
+static void s_delivery_free (void **item)
+{
+    if (*item)
+        mc__delivery__free_unpacked (*item, NULL);
+    *item = NULL;
+}
+
+//  Writes d (sync for states that acknowledge something). Returns 0 or -1.
+static int s_save (self_t *self, const Mc__Delivery *d, bool sync)
+{
+    char key[256];
+    s_key (d, key, sizeof key);
+    size_t len;
+    uint8_t *buf = s_pack (d, &len);
+    int rc = mc_store_put (self->ctx->store, key, buf, len, sync);
+    free (buf);
+    return rc;
+}
+
+static void s_set_error (Mc__Delivery *d, const char *text)
+{
+    if (d->last_error && d->last_error != protobuf_c_empty_string)
+        free (d->last_error);
+    d->last_error = strdup (text);
+}
+
+static queue_t *s_queue (self_t *self, const char *subscription_id)
+{
+    queue_t *queue = zhashx_lookup (self->queues, subscription_id);
+    if (!queue) {
+        queue = calloc (1, sizeof *queue);
+        assert (queue);
+        queue->subscription_id = strdup (subscription_id);
+        queue->pending = zlistx_new ();
+        zlistx_set_destructor (queue->pending, s_delivery_free);
+        zhashx_insert (self->queues, subscription_id, queue);
+    }
+    return queue;
+}
+
+static void s_queue_free (void **item)
+{
+    queue_t *queue = *item;
+    if (!queue)
+        return;
+    zlistx_destroy (&queue->pending);
+    free (queue->subscription_id);
+    free (queue);
+    *item = NULL;
+}
+
+//  Remembers a DELIVERED record's key; deletes the oldest beyond KEEP_DELIVERED.
+static void s_remember_delivered (self_t *self, const char *module, const char *key)
+{
+    zlistx_t *keys = zhashx_lookup (self->delivered, module);
+    if (!keys) {
+        keys = zlistx_new ();
+        zlistx_set_destructor (keys, (zlistx_destructor_fn *)zstr_free);
+        zhashx_insert (self->delivered, module, keys);
+    }
+    zlistx_add_end (keys, strdup (key));
+    while (zlistx_size (keys) > KEEP_DELIVERED) {
+        char *old = zlistx_first (keys);
+        mc_store_delete (self->ctx->store, old, false);
+        zlistx_delete (keys, zlistx_cursor (keys));
+    }
+}
+
+static void s_delivered_free (void **item)
+{
+    zlistx_destroy ((zlistx_t **)item);
+}
+
+//  Tells the bus something, as the core (no reply).
+static void s_publish_core (self_t *self, const char *type, json_t *payload)
+{
+    char *json = json_dumps (payload, JSON_COMPACT);
+    json_decref (payload);
+    Mc__EventPublish pub = MC__EVENT_PUBLISH__INIT;
+    pub.type = (char *)type;
+    pub.source = "core";
+    pub.payload_json = json;
+    pub.core = true;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_EVENT_PUBLISH;
+    env.event_publish = &pub;
+    mc_notify (self->eventbus, &env);
+    free (json);
+}
+
+//  --- attempts --------------------------------------------------------------------
+
+static size_t s_discard (char *data, size_t size, size_t n, void *arg)
+{
+    return size * n;
+}
+
+//  Reads Retry-After (delta seconds or an HTTP date) from a response header line.
+static size_t s_header (char *data, size_t size, size_t n, void *arg)
+{
+    attempt_t *attempt = arg;
+    size_t len = size * n;
+    if (len > 12 && strncasecmp (data, "Retry-After:", 12) == 0) {
+        char value[64];
+        size_t vlen = len - 12 < sizeof value - 1 ? len - 12 : sizeof value - 1;
+        memcpy (value, data + 12, vlen);
+        value[vlen] = 0;
+        char *p = value;
+        while (*p == ' ')
+            p++;
+        char *end = NULL;
+        long secs = strtol (p, &end, 10);
+        if (end != p && (*end == '\r' || *end == '\n' || *end == 0))
+            attempt->retry_after_s = secs < 0 ? 0 : secs;
+        else {
+            time_t when = curl_getdate (p, NULL);
+            if (when > 0)
+                attempt->retry_after_s = when > time (NULL) ? (long)(when - time (NULL)) : 0;
+        }
+    }
+    return len;
+}
+
+static void s_kick (self_t *self, queue_t *queue);
+
+//  Ends an attempt's transfer and frees what it holds (and the attempt itself when
+//  free_it); its delivery stays at the head of its queue.
+static void s_abandon (self_t *self, attempt_t *attempt, bool free_it)
+{
+    curl_multi_remove_handle (self->multi, attempt->easy);
+    curl_easy_cleanup (attempt->easy);
+    curl_slist_free_all (attempt->headers);
+    attempt->queue->in_flight = false;
+    attempt->queue->attempt = NULL;
+    self->in_flight--;
+    if (free_it)
+        free (attempt);
+}
+
+//  Starts an attempt at the head of queue.
+static void s_attempt (self_t *self, queue_t *queue)
+{
+    Mc__Delivery *d = zlistx_first (queue->pending);
+    const char *secret = zhashx_lookup (self->secrets, d->module);
+    assert (d && secret);
+    attempt_t *attempt = calloc (1, sizeof *attempt);
+    assert (attempt);
+    attempt->owner = self;
+    attempt->queue = queue;
+    attempt->delivery = d;
+    attempt->retry_after_s = -1;
+    int64_t now = mc_time_unix ();
+    char line[256], selena[80], standard[64];
+    mc_webhook_sign_selena (secret, d->body.data, d->body.len, selena);
+    mc_webhook_sign_standard (secret, d->event_id, now, d->body.data, d->body.len, standard);
+    struct curl_slist *h = NULL;
+    h = curl_slist_append (h, "Content-Type: application/json");
+    snprintf (line, sizeof line, "X-Selena-Signature: %s", selena);
+    h = curl_slist_append (h, line);
+    snprintf (line, sizeof line, "X-Event-Id: %s", d->event_id);
+    h = curl_slist_append (h, line);
+    snprintf (line, sizeof line, "X-Event-Type: %s", d->event_type);
+    h = curl_slist_append (h, line);
+    snprintf (line, sizeof line, "webhook-id: %s", d->event_id);
+    h = curl_slist_append (h, line);
+    snprintf (line, sizeof line, "webhook-timestamp: %lld", (long long)now);
+    h = curl_slist_append (h, line);
+    snprintf (line, sizeof line, "webhook-signature: %s", standard);
+    h = curl_slist_append (h, line);
+    snprintf (line, sizeof line, "X-Delivery-Attempt: %u", d->attempts + 1);
+    h = curl_slist_append (h, line);
+    h = curl_slist_append (h, "User-Agent: modcore-webhook/" MC_VERSION);
+    h = curl_slist_append (h, "Expect:");
+    attempt->headers = h;
+
+    CURL *easy = curl_easy_init ();
+    assert (easy);
+    attempt->easy = easy;
+    curl_easy_setopt (easy, CURLOPT_URL, d->url);
+    curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt (easy, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt (easy, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 0L); // a 3xx is a failure, never followed
+    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long)self->ctx->config->webhook_timeout_ms);
+    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt (easy, CURLOPT_POSTFIELDS, d->body.data);
+    curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE, (long)d->body.len);
+    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_discard);
+    curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_header);
+    curl_easy_setopt (easy, CURLOPT_HEADERDATA, attempt);
+    curl_easy_setopt (easy, CURLOPT_PRIVATE, attempt);
+    queue->in_flight = true;
+    queue->attempt = attempt;
+    self->in_flight++;
+    curl_multi_add_handle (self->multi, easy);
+}
+
+//  Marks the head DEAD (synced dead letter), publishes webhook.exhausted unless quiet.
+static void s_dead (self_t *self, queue_t *queue, const char *why, bool publish)
+{
+    Mc__Delivery *d = zlistx_first (queue->pending);
+    d->status = MC__DELIVERY_STATUS__DELIVERY_DEAD;
+    d->updated_ms = mc_time_unix_ms ();
+    s_set_error (d, why);
+    s_save (self, d, true);
+    zsys_warning ("webhook: delivery %s of %s to %s is dead: %s", d->id, d->event_type, d->module,
+                  why);
+    if (publish)
+        s_publish_core (self, "webhook.exhausted",
+                        json_pack ("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "delivery_id", d->id,
+                                   "event_id", d->event_id, "event_type", d->event_type, "module",
+                                   d->module, "subscription_id", d->subscription_id, "attempts",
+                                   (int)d->attempts, "last_error", why));
+    zlistx_delete (queue->pending, zlistx_cursor (queue->pending));
+}
+
+//  An attempt is over: decide the head's fate, then go on with the queue.
+static void s_finish (self_t *self, attempt_t *attempt, CURLcode result)
+{
+    queue_t *queue = attempt->queue;
+    Mc__Delivery *d = attempt->delivery;
+    long code = 0;
+    curl_easy_getinfo (attempt->easy, CURLINFO_RESPONSE_CODE, &code);
+    s_abandon (self, attempt, false);
+    int64_t now = mc_time_unix_ms ();
+    d->attempts++;
+    d->last_status_code = (int32_t)code;
+    d->updated_ms = now;
+    char why[256];
+    if (result == CURLE_OK && code >= 200 && code < 300) {
+        d->status = MC__DELIVERY_STATUS__DELIVERY_DELIVERED;
+        s_set_error (d, "");
+        s_save (self, d, false); // a lost "delivered" only means one more (allowed) duplicate
+        char key[256];
+        s_key (d, key, sizeof key);
+        s_remember_delivered (self, d->module, key);
+        zlistx_delete (queue->pending, zlistx_cursor (queue->pending));
+    } else if (result == CURLE_OK && code == 410) {
+        //  The receiver says this subscription is gone: drop it and its backlog.
+        Mc__EventUnsubscribe unsub = MC__EVENT_UNSUBSCRIBE__INIT;
+        unsub.subscription_id = queue->subscription_id;
+        mc_env_t env = MC__ENVELOPE__INIT;
+        env.body_case = MC__ENVELOPE__BODY_EVENT_UNSUBSCRIBE;
+        env.event_unsubscribe = &unsub;
+        mc_notify (self->eventbus, &env);
+        zsys_info ("webhook: %s answered 410, subscription %s removed", d->module,
+                   queue->subscription_id);
+        s_dead (self, queue, "410 Gone: the subscription was removed", false);
+        while (zlistx_first (queue->pending))
+            s_dead (self, queue, "the subscription was removed (410 Gone)", false);
+    } else {
+        if (result != CURLE_OK)
+            snprintf (why, sizeof why, "%s", curl_easy_strerror (result));
+        else if (code >= 300 && code < 400)
+            snprintf (why, sizeof why, "HTTP %ld (redirects are not followed)", code);
+        else
+            snprintf (why, sizeof why, "HTTP %ld", code);
+        s_set_error (d, why);
+        const mc_config_t *cfg = self->ctx->config;
+        uint64_t delay =
+            mc_webhook_backoff_ms (d->attempts, cfg->webhook_retry_base_ms,
+                                   cfg->webhook_retry_cap_ms, randombytes_uniform (1000000) / 1e6);
+        if (result == CURLE_OK && code == 429 && attempt->retry_after_s >= 0) {
+            delay = (uint64_t)attempt->retry_after_s * 1000;
+            if (delay > cfg->webhook_retry_cap_ms)
+                delay = cfg->webhook_retry_cap_ms;
+        }
+        if (now + (int64_t)delay - d->created_ms > (int64_t)cfg->webhook_max_age_s * 1000) {
+            char dead[320];
+            snprintf (dead, sizeof dead, "gave up after %u attempts: %s", d->attempts, why);
+            s_dead (self, queue, dead, true);
+        } else {
+            d->next_attempt_ms = now + (int64_t)delay;
+            s_save (self, d, false);
+        }
+    }
+    free (attempt);
+    s_kick (self, queue);
+}
+
+//  Starts the queue's head if it is due, idle, and its module's secret is known.
+static void s_kick (self_t *self, queue_t *queue)
+{
+    Mc__Delivery *d = zlistx_first (queue->pending);
+    if (!d || queue->in_flight || !zhashx_lookup (self->secrets, d->module))
+        return;
+    if (d->next_attempt_ms <= mc_time_unix_ms ())
+        s_attempt (self, queue);
+}
+
+static void s_check_multi (self_t *self)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read (self->multi, &left)))
+        if (msg->msg == CURLMSG_DONE) {
+            attempt_t *attempt = NULL;
+            curl_easy_getinfo (msg->easy_handle, CURLINFO_PRIVATE, (char **)&attempt);
+            s_finish (self, attempt, msg->data.result);
+        }
+}
+
+//  --- libcurl <-> zloop -------------------------------------------------------------
+
+static int s_on_curl_socket (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    self_t *self = arg;
+    int flags = 0;
+    if (item->revents & ZMQ_POLLIN)
+        flags |= CURL_CSELECT_IN;
+    if (item->revents & ZMQ_POLLOUT)
+        flags |= CURL_CSELECT_OUT;
+    if (item->revents & ZMQ_POLLERR)
+        flags |= CURL_CSELECT_ERR;
+    int running = 0;
+    curl_multi_socket_action (self->multi, item->fd, flags, &running);
+    s_check_multi (self);
+    return 0;
+}
+
+static int s_socket_cb (CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    self_t *self = userp;
+    watch_t *watch = socketp;
+    if (watch && watch->registered) {
+        zloop_poller_end (self->loop, &watch->item);
+        watch->registered = false;
+    }
+    if (what == CURL_POLL_REMOVE) {
+        free (watch);
+        curl_multi_assign (self->multi, fd, NULL);
+        return 0;
+    }
+    if (!watch) {
+        watch = calloc (1, sizeof *watch);
+        assert (watch);
+        curl_multi_assign (self->multi, fd, watch);
+    }
+    short events = 0;
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+        events |= ZMQ_POLLIN;
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+        events |= ZMQ_POLLOUT;
+    watch->item = (zmq_pollitem_t){NULL, fd, events, 0};
+    zloop_poller (self->loop, &watch->item, s_on_curl_socket, self);
+    zloop_poller_set_tolerant (self->loop, &watch->item);
+    watch->registered = true;
+    return 0;
+}
+
+static int s_on_curl_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    self_t *self = arg;
+    self->curl_timer = -1;
+    int running = 0;
+    curl_multi_socket_action (self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    s_check_multi (self);
+    return 0;
+}
+
+static int s_timer_cb (CURLM *multi, long timeout_ms, void *userp)
+{
+    self_t *self = userp;
+    if (self->curl_timer >= 0) {
+        zloop_timer_end (self->loop, self->curl_timer);
+        self->curl_timer = -1;
+    }
+    if (timeout_ms >= 0)
+        self->curl_timer = zloop_timer (self->loop, timeout_ms > 0 ? (size_t)timeout_ms : 1, 1,
+                                        s_on_curl_timer, self);
+    return 0;
+}
+
+//  Every 100 ms: start the heads that became due (retries).
+static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    self_t *self = arg;
+    for (queue_t *queue = zhashx_first (self->queues); queue; queue = zhashx_next (self->queues))
+        s_kick (self, queue);
+    return 0;
+}
+
+//  --- requests ---------------------------------------------------------------------
+
+//  Queues the deliveries of several enqueue requests in one synced batch, then answers
+//  each request (group commit).
+static void s_enqueue_batch (self_t *self, zlistx_t *requests)
+{
+    mc_store_batch_t *batch = mc_store_batch_new ();
+    zlistx_t *fresh = zlistx_new ();
+    for (mc_request_t *req = zlistx_first (requests); req; req = zlistx_next (requests)) {
+        Mc__WebhookEnqueue *enqueue = req->env->webhook_enqueue;
+        for (size_t i = 0; i < enqueue->n_deliveries; i++) {
+            Mc__Delivery *d = s_dup (enqueue->deliveries[i]);
+            if (!d->module || !*d->module || !d->subscription_id || !*d->subscription_id) {
+                mc__delivery__free_unpacked (d, NULL);
+                continue;
+            }
+            d->seq = self->next_seq++;
+            d->status = MC__DELIVERY_STATUS__DELIVERY_PENDING;
+            char key[256];
+            s_key (d, key, sizeof key);
+            size_t len;
+            uint8_t *buf = s_pack (d, &len);
+            mc_store_batch_put (batch, key, buf, len);
+            free (buf);
+            zlistx_add_end (fresh, d);
+        }
+    }
+    bool ok = mc_store_batch_write (self->ctx->store, &batch, true) == 0;
+    for (Mc__Delivery *d = zlistx_first (fresh); d; d = zlistx_next (fresh)) {
+        if (ok) {
+            queue_t *queue = s_queue (self, d->subscription_id);
+            zlistx_add_end (queue->pending, d);
+        } else
+            mc__delivery__free_unpacked (d, NULL);
+    }
+    for (mc_request_t *req = zlistx_first (requests); req; req = zlistx_next (requests)) {
+        if (ok) {
+            mc_env_t reply = MC__ENVELOPE__INIT;
+            mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+        } else
+            mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                            MC__STATUS__STATUS_INTERNAL, "STORE_FAILED",
+                            "cannot store the deliveries");
+    }
+    zlistx_destroy (&fresh);
+    if (ok)
+        for (queue_t *queue = zhashx_first (self->queues); queue;
+             queue = zhashx_next (self->queues))
+            s_kick (self, queue);
+}
+
+static void s_on_secret (self_t *self, mc_request_t *req)
+{
+    Mc__WebhookSecret *s = req->env->webhook_secret;
+    if (s->module && *s->module && s->secret && strlen (s->secret) == 64) {
+        zhashx_update (self->secrets, s->module, strdup (s->secret));
+        for (queue_t *queue = zhashx_first (self->queues); queue;
+             queue = zhashx_next (self->queues))
+            s_kick (self, queue);
+    }
+    mc_env_t reply = MC__ENVELOPE__INIT;
+    mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+}
+
+static int s_collect_keys (const char *key, size_t klen, const void *value, size_t vlen, void *arg)
+{
+    zlistx_add_end ((zlistx_t *)arg, strdup (key));
+    return 0;
+}
+
+//  Uninstall: the module's secret, queues and records go.
+static void s_on_forget (self_t *self, mc_request_t *req)
+{
+    const char *module = req->env->webhook_forget->module;
+    if (module && *module) {
+        char *secret = zhashx_lookup (self->secrets, module);
+        if (secret)
+            sodium_memzero (secret, strlen (secret));
+        zhashx_delete (self->secrets, module);
+        zhashx_delete (self->delivered, module);
+        zlistx_t *keys = zhashx_keys (self->queues);
+        for (char *key = zlistx_first (keys); key; key = zlistx_next (keys)) {
+            queue_t *queue = zhashx_lookup (self->queues, key);
+            Mc__Delivery *head = zlistx_first (queue->pending);
+            if (head && strcmp (head->module, module) == 0) {
+                if (queue->attempt)
+                    s_abandon (self, queue->attempt, true);
+                zlistx_purge (queue->pending);
+            }
+        }
+        zlistx_destroy (&keys);
+        char prefix[256];
+        snprintf (prefix, sizeof prefix, "wh/%s/", module);
+        zlistx_t *doomed = zlistx_new ();
+        zlistx_set_destructor (doomed, (zlistx_destructor_fn *)zstr_free);
+        mc_store_scan (self->ctx->store, prefix, s_collect_keys, doomed);
+        mc_store_batch_t *batch = mc_store_batch_new ();
+        for (char *key = zlistx_first (doomed); key; key = zlistx_next (doomed))
+            mc_store_batch_delete (batch, key);
+        mc_store_batch_write (self->ctx->store, &batch, true);
+        zlistx_destroy (&doomed);
+    }
+    mc_env_t reply = MC__ENVELOPE__INIT;
+    mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+}
+
+typedef struct {
+    Mc__WebhookList *query; // filter
+    zlistx_t *found;        // Mc__Delivery * (owned), oldest first
+    const char *id;         // or: find this delivery id
+} scan_t;
+
+static int s_scan_one (const char *key, size_t klen, const void *value, size_t vlen, void *arg)
+{
+    scan_t *scan = arg;
+    Mc__Delivery *d = mc__delivery__unpack (NULL, vlen, value);
+    if (!d)
+        return 0;
+    bool keep = scan->id ? strcmp (d->id, scan->id) == 0
+                         : (!scan->query->filter_status || d->status == scan->query->status);
+    if (keep) {
+        zlistx_add_end (scan->found, d);
+        if (scan->id)
+            return 1;
+    } else
+        mc__delivery__free_unpacked (d, NULL);
+    return 0;
+}
+
+//  Newest first, at most limit; the body is left out of listings.
+static void s_on_list (self_t *self, mc_request_t *req)
+{
+    Mc__WebhookList *query = req->env->webhook_list;
+    char prefix[256];
+    snprintf (prefix, sizeof prefix, "wh/%s%s", query->module ? query->module : "",
+              query->module && *query->module ? "/" : "");
+    scan_t scan = {query, zlistx_new (), NULL};
+    zlistx_set_destructor (scan.found, s_delivery_free);
+    mc_store_scan (self->ctx->store, prefix, s_scan_one, &scan);
+    //  The in-memory queue state is newer than the store for pending heads' attempts.
+    uint32_t limit = query->limit ? query->limit : 100;
+    if (limit > 1000)
+        limit = 1000;
+    size_t count = 0;
+    Mc__Delivery **items = calloc (limit + 1, sizeof *items);
+    for (Mc__Delivery *d = zlistx_last (scan.found); d && count < limit;
+         d = zlistx_prev (scan.found)) {
+        d->body.len = 0;
+        items[count++] = d;
+    }
+    Mc__DeliveryList list = MC__DELIVERY_LIST__INIT;
+    list.n_deliveries = count;
+    list.deliveries = items;
+    mc_env_t reply = MC__ENVELOPE__INIT;
+    reply.body_case = MC__ENVELOPE__BODY_DELIVERY_LIST;
+    reply.delivery_list = &list;
+    mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+    free (items);
+    zlistx_destroy (&scan.found);
+}
+
+//  Retry now: a pending delivery is made due; a dead one goes back to the end of its
+//  subscription's queue with a fresh age.
+static void s_on_retry (self_t *self, mc_request_t *req)
+{
+    Mc__WebhookRetry *retry = req->env->webhook_retry;
+    Mc__WebhookList all = MC__WEBHOOK_LIST__INIT;
+    scan_t scan = {&all, zlistx_new (), retry->delivery_id ? retry->delivery_id : ""};
+    zlistx_set_destructor (scan.found, s_delivery_free);
+    char prefix[256];
+    snprintf (prefix, sizeof prefix, "wh/%s%s", retry->module ? retry->module : "",
+              retry->module && *retry->module ? "/" : "");
+    mc_store_scan (self->ctx->store, prefix, s_scan_one, &scan);
+    Mc__Delivery *d = zlistx_first (scan.found);
+    if (!d) {
+        mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                        MC__STATUS__STATUS_NOT_FOUND, "DELIVERY_NOT_FOUND", "no such delivery");
+    } else if (d->status == MC__DELIVERY_STATUS__DELIVERY_DELIVERED) {
+        mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                        MC__STATUS__STATUS_CONFLICT, "ALREADY_DELIVERED",
+                        "delivery %s was delivered already", d->id);
+    } else {
+        int64_t now = mc_time_unix_ms ();
+        queue_t *queue = s_queue (self, d->subscription_id);
+        if (d->status == MC__DELIVERY_STATUS__DELIVERY_PENDING) {
+            for (Mc__Delivery *p = zlistx_first (queue->pending); p;
+                 p = zlistx_next (queue->pending))
+                if (strcmp (p->id, d->id) == 0)
+                    p->next_attempt_ms = now;
+        } else {
+            char old[256];
+            s_key (d, old, sizeof old);
+            d->status = MC__DELIVERY_STATUS__DELIVERY_PENDING;
+            d->seq = self->next_seq++;
+            d->created_ms = d->next_attempt_ms = d->updated_ms = now;
+            d->attempts = 0;
+            s_set_error (d, "");
+            char key[256];
+            s_key (d, key, sizeof key);
+            size_t len;
+            uint8_t *buf = s_pack (d, &len);
+            mc_store_batch_t *batch = mc_store_batch_new ();
+            mc_store_batch_delete (batch, old);
+            mc_store_batch_put (batch, key, buf, len);
+            free (buf);
+            mc_store_batch_write (self->ctx->store, &batch, true);
+            zlistx_add_end (queue->pending, s_dup (d));
+        }
+        s_kick (self, queue);
+        d->body.len = 0;
+        mc_env_t reply = MC__ENVELOPE__INIT;
+        reply.body_case = MC__ENVELOPE__BODY_DELIVERY;
+        reply.delivery = d;
+        mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+    }
+    zlistx_destroy (&scan.found);
+}
+
+static int s_on_request (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    self_t *self = arg;
+    zlistx_t *enqueues = zlistx_new ();
+    zlistx_set_destructor (enqueues, (zlistx_destructor_fn *)mc_request_destroy);
+    //  Take everything waiting (up to a bound), so enqueues share one synced write.
+    for (size_t n = 0; n < GROUP_COMMIT_MAX && (zsock_events (self->router) & ZMQ_POLLIN); n++) {
+        mc_request_t *req = mc_request_recv (self->router);
+        if (!req)
+            continue;
+        switch (req->env->body_case) {
+            case MC__ENVELOPE__BODY_WEBHOOK_ENQUEUE:
+                zlistx_add_end (enqueues, req);
+                req = NULL;
+                break;
+            case MC__ENVELOPE__BODY_WEBHOOK_SECRET:
+                s_on_secret (self, req);
+                break;
+            case MC__ENVELOPE__BODY_WEBHOOK_FORGET:
+                s_on_forget (self, req);
+                break;
+            case MC__ENVELOPE__BODY_WEBHOOK_LIST:
+                s_on_list (self, req);
+                break;
+            case MC__ENVELOPE__BODY_WEBHOOK_RETRY:
+                s_on_retry (self, req);
+                break;
+                MC_CASES_NOT_FOR_WEBHOOK
+                mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                                MC__STATUS__STATUS_BAD_REQUEST, "UNSUPPORTED",
+                                "webhook does not handle this message");
+                break;
+        }
+        mc_request_destroy (&req);
+    }
+    if (zlistx_size (enqueues))
+        s_enqueue_batch (self, enqueues);
+    zlistx_destroy (&enqueues);
+    return 0;
+}
+
+static int s_on_pipe (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    char *command = zstr_recv (reader);
+    int rc = (!command || streq (command, "$TERM")) ? -1 : 0;
+    zstr_free (&command);
+    return rc;
+}
+
+//  Start-up: pending records back into their queues; delivered keys remembered.
+static int s_load_one (const char *key, size_t klen, const void *value, size_t vlen, void *arg)
+{
+    self_t *self = arg;
+    Mc__Delivery *d = mc__delivery__unpack (NULL, vlen, value);
+    if (!d) {
+        zsys_warning ("webhook: skipped an unreadable outbox record %s", key);
+        return 0;
+    }
+    if (d->seq >= self->next_seq)
+        self->next_seq = d->seq + 1;
+    if (d->status == MC__DELIVERY_STATUS__DELIVERY_PENDING) {
+        zlistx_add_end (s_queue (self, d->subscription_id)->pending, d);
+        return 0;
+    }
+    if (d->status == MC__DELIVERY_STATUS__DELIVERY_DELIVERED)
+        s_remember_delivered (self, d->module, key);
+    mc__delivery__free_unpacked (d, NULL);
+    return 0;
+}
+
+void mc_webhook_actor (zsock_t *pipe, void *args)
+{
+    self_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->ctx = args;
+    self->next_seq = 1;
+    self->curl_timer = -1;
+    self->router = mc_actor_bind ("webhook");
+    self->eventbus = mc_client_new ("eventbus");
+    self->loop = zloop_new ();
+    self->queues = zhashx_new ();
+    zhashx_set_destructor (self->queues, s_queue_free);
+    self->secrets = zhashx_new ();
+    zhashx_set_destructor (self->secrets, (zhashx_destructor_fn *)zstr_free);
+    self->delivered = zhashx_new ();
+    zhashx_set_destructor (self->delivered, s_delivered_free);
+    self->multi = curl_multi_init ();
+    curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, s_socket_cb);
+    curl_multi_setopt (self->multi, CURLMOPT_SOCKETDATA, self);
+    curl_multi_setopt (self->multi, CURLMOPT_TIMERFUNCTION, s_timer_cb);
+    curl_multi_setopt (self->multi, CURLMOPT_TIMERDATA, self);
+    curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    bool ok = self->router && self->eventbus && self->multi &&
+              mc_store_scan (self->ctx->store, "wh/", s_load_one, self) == 0;
+    size_t pending = 0;
+    for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues))
+        pending += zlistx_size (q->pending);
+    if (mc_actor_ready (pipe, ok ? 0 : -1) == 0) {
+        zsys_info ("webhook: %zu pending deliveries in the outbox", pending);
+        zloop_reader (self->loop, pipe, s_on_pipe, self);
+        zloop_reader (self->loop, self->router, s_on_request, self);
+        zloop_timer (self->loop, 100, 0, s_on_tick, self);
+        zloop_set_nonstop (self->loop, true);
+        zloop_start (self->loop);
+    }
+    //  In-flight attempts are abandoned; their records stay PENDING and resume later.
+    for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues))
+        if (q->attempt)
+            s_abandon (self, q->attempt, true);
+    curl_multi_cleanup (self->multi);
+    zhashx_destroy (&self->queues);
+    zhashx_destroy (&self->secrets);
+    zhashx_destroy (&self->delivered);
+    zloop_destroy (&self->loop);
+    zsock_destroy (&self->router);
+    zsock_destroy (&self->eventbus);
+    free (self);
+}
