@@ -66,6 +66,7 @@ static void s_publish (self_t *self, const uint8_t hash[MC_HASH_LEN], const Mc__
     p.kind = (mc_kind_t)rec->kind;
     p.permissions = rec->permissions;
     p.system = rec->system;
+    p.expires_at = rec->expires_at;
     mc_authtab_put (self->ctx->authtab, hash, &p);
 }
 
@@ -81,7 +82,14 @@ static int s_load_one (const char *key, size_t klen, const void *value, size_t v
         mc__auth_record__free_unpacked (rec, NULL);
         return 0;
     }
-    s_publish (self, hash, rec);
+    if (rec->expires_at && rec->expires_at < mc_time_unix ()) {
+        //  An expired UI token: forget it for good.
+        char pkey[256];
+        snprintf (pkey, sizeof pkey, "tokp/%s", rec->principal);
+        mc_store_delete (self->ctx->store, key, false);
+        mc_store_delete (self->ctx->store, pkey, false);
+    } else
+        s_publish (self, hash, rec);
     mc__auth_record__free_unpacked (rec, NULL);
     return 0;
 }
@@ -188,7 +196,7 @@ static int s_bootstrap_admin (self_t *self)
 static void s_handle_issue (self_t *self, mc_request_t *req)
 {
     Mc__AuthIssue *issue = req->env->auth_issue;
-    if (!issue->principal || !*issue->principal || strlen (issue->principal) > 64 ||
+    if (!issue->principal || !*issue->principal || strlen (issue->principal) > 90 ||
         strcmp (issue->principal, "admin") == 0) {
         mc_reply_error (self->router, req->routing_id, req->env->request_id,
                         MC__STATUS__STATUS_BAD_REQUEST, "BAD_PRINCIPAL", "invalid principal");
@@ -210,6 +218,7 @@ static void s_handle_issue (self_t *self, mc_request_t *req)
     rec.permissions = issue->permissions;
     rec.system = issue->system;
     rec.issued_at = mc_time_unix ();
+    rec.expires_at = issue->expires_at;
     if (s_register (self, token, &rec) != 0) {
         mc_reply_error (self->router, req->routing_id, req->env->request_id,
                         MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot store the token");

@@ -30,6 +30,7 @@
 #include "actors/registry.h"
 #include "actors/webhook.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -44,6 +45,7 @@
 #include "core/fsutil.h"
 #include "core/manifest.h"
 #include "core/perms.h"
+#include "core/toml.h"
 #include "core/token.h"
 #include "core/zipx.h"
 
@@ -734,6 +736,9 @@ static void s_saga_uninstall (worker_t *w)
     char *cred = s_cred_path (ctx, rec->name);
     unlink (cred);
     mc_fs_rmtree (dir);
+    char cfg_key[128];
+    snprintf (cfg_key, sizeof cfg_key, "cfg/%s", rec->name);
+    mc_store_delete (ctx->store, cfg_key, true); // its saved config goes with it
     rec->status = MC__MODULE_STATUS__MODULE_REMOVED;
     rec->want_running = false;
     rec->pid = 0;
@@ -1006,6 +1011,109 @@ static Mc__ModuleRecord *s_installing (self_t *self, const char *name)
     return saga && saga->kind == SAGA_INSTALL ? saga->record : NULL;
 }
 
+//  --- module config -------------------------------------------------------------------
+
+//  True if key is a config key: 1..128 characters of A-Z a-z 0-9 _ . -
+static bool s_config_key_valid (const char *key)
+{
+    size_t len = key ? strlen (key) : 0;
+    if (len == 0 || len > 128)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!(isalnum ((unsigned char)key[i]) || strchr ("_.-", key[i])))
+            return false;
+    return true;
+}
+
+//  The values saved through the API (an object, never NULL).
+static json_t *s_config_saved (self_t *self, const char *name)
+{
+    char key[128];
+    snprintf (key, sizeof key, "cfg/%s", name);
+    size_t len = 0;
+    char *text = mc_store_get (self->ctx->store, key, &len);
+    json_t *saved = text ? json_loadb (text, len, 0, NULL) : NULL;
+    free (text);
+    return json_is_object (saved) ? saved : (json_decref (saved), json_object ());
+}
+
+//  Read or set module config. Precedence (later wins): the module's config.toml <
+//  [modules.<name>] in the core's config < values saved through the API.
+static void s_on_config (self_t *self, mc_request_t *req)
+{
+    Mc__RegistryConfig *cfg = req->env->registry_config;
+    Mc__ModuleRecord *rec = cfg->name ? zhashx_lookup (self->records, cfg->name) : NULL;
+    if (!rec || !s_live (rec)) {
+        mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                        MC__STATUS__STATUS_NOT_FOUND, "MODULE_NOT_FOUND",
+                        "no module named %s is installed", cfg->name ? cfg->name : "");
+        return;
+    }
+    json_t *saved = s_config_saved (self, rec->name);
+    if (cfg->set) {
+        json_t *value = json_loads (cfg->value_json ? cfg->value_json : "",
+                                    JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
+        const char *problem = NULL;
+        if (!s_config_key_valid (cfg->key))
+            problem = "key must be 1..128 characters of A-Z a-z 0-9 _ . -";
+        else if (!value)
+            problem = "value must be JSON";
+        if (!problem) {
+            if (json_is_null (value))
+                json_object_del (saved, cfg->key);
+            else
+                json_object_set (saved, cfg->key, value);
+        }
+        char *text = problem ? NULL : json_dumps (saved, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!problem && strlen (text) > 65536)
+            problem = "saved config would exceed 64 KiB";
+        json_decref (value);
+        char key[128];
+        snprintf (key, sizeof key, "cfg/%s", rec->name);
+        if (problem || mc_store_put (self->ctx->store, key, text, strlen (text), true) != 0) {
+            mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                            problem ? MC__STATUS__STATUS_BAD_REQUEST : MC__STATUS__STATUS_INTERNAL,
+                            problem ? "INVALID_CONFIG" : "STORE_FAILED", "%s",
+                            problem ? problem : "cannot store the config");
+            free (text);
+            json_decref (saved);
+            return;
+        }
+        free (text);
+    }
+    char path[4200], msg[256] = "";
+    snprintf (path, sizeof path, "%s/modules/%s/config.toml", self->ctx->config->data_dir,
+              rec->name);
+    json_t *defaults = mc_fs_exists (path) ? mc_toml_parse_file (path, msg, sizeof msg) : NULL;
+    if (!defaults) {
+        if (*msg)
+            zsys_warning ("registry: %s: config.toml ignored: %s", rec->name, msg);
+        defaults = json_object ();
+    }
+    json_t *core = json_object_get (self->ctx->config->modules, rec->name);
+    json_t *effective = json_deep_copy (defaults);
+    if (json_is_object (core))
+        json_object_update (effective, core);
+    json_object_update (effective, saved);
+    Mc__ConfigValues values = MC__CONFIG_VALUES__INIT;
+    values.effective_json = json_dumps (effective, JSON_COMPACT | JSON_SORT_KEYS);
+    values.defaults_json = json_dumps (defaults, JSON_COMPACT | JSON_SORT_KEYS);
+    values.core_json =
+        json_is_object (core) ? json_dumps (core, JSON_COMPACT | JSON_SORT_KEYS) : strdup ("{}");
+    values.saved_json = json_dumps (saved, JSON_COMPACT | JSON_SORT_KEYS);
+    mc_env_t reply = MC__ENVELOPE__INIT;
+    reply.body_case = MC__ENVELOPE__BODY_CONFIG_VALUES;
+    reply.config_values = &values;
+    mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+    free (values.effective_json);
+    free (values.defaults_json);
+    free (values.core_json);
+    free (values.saved_json);
+    json_decref (effective);
+    json_decref (defaults);
+    json_decref (saved);
+}
+
 static int s_cmp_name (const void *a, const void *b)
 {
     return strcmp ((*(Mc__ModuleRecord *const *)a)->name, (*(Mc__ModuleRecord *const *)b)->name);
@@ -1105,6 +1213,9 @@ static void s_on_request (self_t *self)
             break;
         case MC__ENVELOPE__BODY_REGISTRY_SAGA:
             s_on_saga (self, req);
+            break;
+        case MC__ENVELOPE__BODY_REGISTRY_CONFIG:
+            s_on_config (self, req);
             break;
             MC_CASES_NOT_FOR_REGISTRY
             mc_reply_error (self->router, req->routing_id, env->request_id,

@@ -25,7 +25,7 @@ typedef enum {
 } mc_kind_t;
 
 typedef struct {
-    char name[72];        // module name, "admin", or "ui:<module>"
+    char name[96];        // module name, "admin", or "ui:<module>:<id>"
     mc_kind_t kind;       // what kind of principal
     uint32_t permissions; // mc_perm_t bit set
     bool system;          // SYSTEM module: holds every permission

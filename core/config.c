@@ -80,9 +80,12 @@ static int s_uint (json_t *table, const char *section, const char *key, uint64_t
     return 0;
 }
 
-//  Refuses keys of a table that are not in the allowed list (NULL-terminated).
+//  Refuses a section that is not a table, and keys of a table that are not in the
+//  allowed list (NULL-terminated).
 static int s_known (json_t *table, const char *section, const char *const *allowed, mc_error_t *err)
 {
+    if (!json_is_object (table)) // `rate_limit = 5` is a mistake, not an empty section
+        return mc_error_set (err, "CONFIG_INVALID", "[%s] must be a table", section);
     const char *key;
     json_t *value;
     json_object_foreach (table, key, value)
@@ -107,7 +110,7 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
     int rc = -1;
     uint64_t v;
     static const char *const top[] = {"core",    "gateway", "rate_limit", "sandbox",
-                                      "install", "modules", NULL};
+                                      "install", "webhook", "modules",    NULL};
     if (s_known (root, "top level", top, err))
         goto done;
     json_t *core = json_object_get (root, "core");
@@ -233,7 +236,15 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
     }
     json_t *modules = json_object_get (root, "modules");
     if (modules) {
-        if (!json_is_object (modules)) {
+        const char *name;
+        json_t *table;
+        int tables = json_is_object (modules);
+        json_object_foreach (modules, name, table)
+        {
+            if (!json_is_object (table))
+                tables = 0;
+        }
+        if (!tables) {
             mc_error_set (err, "CONFIG_INVALID", "[modules] must be a table of tables");
             goto done;
         }

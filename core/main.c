@@ -1,10 +1,12 @@
 /*  modcored: the module host core.
 
     Start-up order: config, data dir layout, store, seal key, then the actors in
-    dependency order (auth, webhook, eventbus, sandbox, registry), then the gateway; then the
+    dependency order (auth, webhook, eventbus, devices, sandbox,
+    registry), then the gateway; then the
    registry is told to BOOT (bring back always_on modules, which call the gateway as they start).
     Shutdown (SIGTERM/SIGINT) in reverse: gateway first, so nothing new comes in, then
-    registry, sandbox (which stops every module process), eventbus, webhook, auth, store. */
+    registry, sandbox (which stops every module process), devices, eventbus, webhook, auth,
+    store. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "actors/auth.h"
+#include "actors/devices.h"
 #include "actors/eventbus.h"
 #include "actors/registry.h"
 #include "actors/sandbox.h"
@@ -149,7 +152,8 @@ int main (int argc, char **argv)
     ctx.authtab = mc_authtab_new (config->rate_limit, config->rate_burst);
 
     int rc = 1;
-    zactor_t *auth = NULL, *webhook = NULL, *eventbus = NULL, *sandbox = NULL, *registry = NULL;
+    zactor_t *auth = NULL, *webhook = NULL, *eventbus = NULL, *devices = NULL, *sandbox = NULL,
+             *registry = NULL;
     mc_gateway_t *gateway = NULL;
     auth = mc_actor_start ("auth", mc_auth_actor, &ctx);
     if (auth)
@@ -157,6 +161,8 @@ int main (int argc, char **argv)
     if (webhook)
         eventbus = mc_actor_start ("eventbus", mc_eventbus_actor, &ctx);
     if (eventbus)
+        devices = mc_actor_start ("devices", mc_devices_actor, &ctx);
+    if (devices)
         sandbox = mc_actor_start ("sandbox", mc_sandbox_actor, &ctx);
     if (sandbox)
         registry = mc_actor_start ("registry", mc_registry_actor, &ctx);
@@ -178,6 +184,7 @@ int main (int argc, char **argv)
     mc_gateway_stop (&gateway);
     zactor_destroy (&registry);
     zactor_destroy (&sandbox);
+    zactor_destroy (&devices);
     zactor_destroy (&eventbus);
     zactor_destroy (&webhook);
     zactor_destroy (&auth);

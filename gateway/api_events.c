@@ -167,7 +167,7 @@ int mc_api_events_unsubscribe (mc_http_req_t *req)
 int mc_api_events_subscriptions (mc_http_req_t *req)
 {
     Mc__EventSubscriptions query = MC__EVENT_SUBSCRIPTIONS__INIT;
-    char module[72] = "";
+    char module[96] = "";
     if (s_sees_all (req))
         mc_http_query (req, "module", module, sizeof module);
     else
@@ -261,7 +261,7 @@ static json_t *s_delivery_json (const Mc__Delivery *d)
 int mc_api_events_deliveries (mc_http_req_t *req)
 {
     Mc__WebhookList query = MC__WEBHOOK_LIST__INIT;
-    char module[72] = "", status_text[16] = "", limit[12] = "100";
+    char module[96] = "", status_text[16] = "", limit[12] = "100";
     if (s_sees_all (req))
         mc_http_query (req, "module", module, sizeof module);
     else

@@ -9,7 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "core/fsutil.h"
+#include "core/perms.h"
+#include "core/token.h"
 #include "gateway/http.h"
 
 //  Sends the module record of a registry reply, or its error.
@@ -118,7 +122,9 @@ int mc_api_modules_list (mc_http_req_t *req)
 //  --- install ---------------------------------------------------------------------
 
 //  Streams the request body into fd, at most max bytes. Returns the byte count, or -1
-//  after sending an error.
+//  after sending an error. The copy buffer is on the heap: civetweb's worker threads
+//  have 100 KiB stacks, and a 64 KiB frame below the error path overflowed them.
+#define S_COPY_BUFFER 65536
 static long long s_body_to_file (mc_http_req_t *req, int fd, uint64_t max)
 {
     long long declared = req->info->content_length;
@@ -128,23 +134,36 @@ static long long s_body_to_file (mc_http_req_t *req, int fd, uint64_t max)
                        declared, (unsigned long long)max);
         return -1;
     }
-    char buf[65536];
+    char *buf = malloc (S_COPY_BUFFER);
+    assert (buf);
     long long have = 0;
+    int error = 0; // 413, 500 (errno in write_errno), or 0
+    int write_errno = 0;
     for (;;) {
-        int n = mg_read (req->conn, buf, sizeof buf);
+        int n = mg_read (req->conn, buf, S_COPY_BUFFER);
         if (n <= 0)
             break;
         have += n;
         if ((uint64_t)have > max) {
-            mg_disable_keep_alive (req->conn);
-            mc_http_error (req, 413, "PAYLOAD_TOO_LARGE", "upload larger than %llu bytes",
-                           (unsigned long long)max);
-            return -1;
+            error = 413;
+            break;
         }
         if (write (fd, buf, (size_t)n) != n) {
-            mc_http_error (req, 500, "IO_ERROR", "cannot store the upload: %s", strerror (errno));
-            return -1;
+            error = 500;
+            write_errno = errno;
+            break;
         }
+    }
+    free (buf);
+    if (error == 413) {
+        mg_disable_keep_alive (req->conn);
+        mc_http_error (req, 413, "PAYLOAD_TOO_LARGE", "upload larger than %llu bytes",
+                       (unsigned long long)max);
+        return -1;
+    }
+    if (error == 500) {
+        mc_http_error (req, 500, "IO_ERROR", "cannot store the upload: %s", strerror (write_errno));
+        return -1;
     }
     if (declared >= 0 && have != declared) {
         mg_disable_keep_alive (req->conn);
@@ -290,4 +309,137 @@ int mc_api_modules_install (mc_http_req_t *req)
         (int)(cfg->sandbox_test_ms + cfg->health_timeout_ms + 2 * cfg->stop_grace_ms + 30000);
     mc_env_t *reply = mc_http_call (req, req->thread->registry, &env, timeout);
     return reply ? s_answer_record (req, reply, 201) : 504;
+}
+
+//  --- module config and UI tokens ------------------------------------------------------
+
+//  The module itself, the operator, SYSTEM modules, and UI tokens issued for this module
+//  (principal "ui:<module>:<id>") may read and write a module's config.
+static bool s_config_allowed (mc_http_req_t *req, const char *name)
+{
+    const mc_principal_t *p = &req->principal;
+    if (p->kind == MC_KIND_ADMIN || p->system)
+        return true;
+    if (p->kind == MC_KIND_MODULE)
+        return strcmp (p->name, name) == 0;
+    size_t len = strlen (name);
+    return p->kind == MC_KIND_UI && strncmp (p->name, "ui:", 3) == 0 &&
+           strncmp (p->name + 3, name, len) == 0 && p->name[3 + len] == ':';
+}
+
+static int s_config_call (mc_http_req_t *req, Mc__RegistryConfig *cfg)
+{
+    if (!s_config_allowed (req, req->params[0]))
+        return mc_http_error (req, 403, "FORBIDDEN",
+                              "only module %s itself, its settings page or the operator may "
+                              "use its config",
+                              req->params[0]);
+    cfg->name = req->params[0];
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_REGISTRY_CONFIG;
+    env.registry_config = cfg;
+    mc_env_t *reply =
+        mc_http_call (req, req->thread->registry, &env, (int)req->ctx->config->call_timeout_ms);
+    if (!reply)
+        return 504;
+    int status;
+    if (reply->status == MC__STATUS__STATUS_OK &&
+        reply->body_case == MC__ENVELOPE__BODY_CONFIG_VALUES) {
+        Mc__ConfigValues *v = reply->config_values;
+        status =
+            mc_http_json (req, 200,
+                          json_pack ("{s:s, s:o, s:{s:o, s:o, s:o}}", "module", req->params[0],
+                                     "config", json_loads (v->effective_json, 0, NULL), "layers",
+                                     "defaults", json_loads (v->defaults_json, 0, NULL), "core",
+                                     json_loads (v->core_json, 0, NULL), "saved",
+                                     json_loads (v->saved_json, 0, NULL)));
+    } else
+        status = mc_http_actor_error (req, reply);
+    mc_env_free (reply);
+    return status;
+}
+
+int mc_api_modules_config_get (mc_http_req_t *req)
+{
+    Mc__RegistryConfig cfg = MC__REGISTRY_CONFIG__INIT;
+    return s_config_call (req, &cfg);
+}
+
+int mc_api_modules_config_set (mc_http_req_t *req)
+{
+    if (!s_config_allowed (req, req->params[0]))
+        return mc_http_error (req, 403, "FORBIDDEN",
+                              "only module %s itself, its settings page or the operator may "
+                              "use its config",
+                              req->params[0]);
+    json_t *body = mc_http_read_json (req);
+    if (!body)
+        return 400;
+    json_t *key = json_object_get (body, "key");
+    json_t *value = json_object_get (body, "value");
+    if (!json_is_string (key) || !value) {
+        json_decref (body);
+        return mc_http_error (req, 400, "INVALID_CONFIG",
+                              "body must be {\"key\": string, \"value\": any JSON}");
+    }
+    char *value_json = json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY);
+    Mc__RegistryConfig cfg = MC__REGISTRY_CONFIG__INIT;
+    cfg.set = true;
+    cfg.key = (char *)json_string_value (key);
+    cfg.value_json = value_json;
+    int status = s_config_call (req, &cfg);
+    free (value_json);
+    json_decref (body);
+    return status;
+}
+
+//  A read-only UI token for a module's widget and settings pages: device.read and
+//  events.subscribe, plus its module's config; it expires after one hour.
+int mc_api_modules_ui_token (mc_http_req_t *req)
+{
+    Mc__RegistryGet get = MC__REGISTRY_GET__INIT;
+    get.name = req->params[0];
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_REGISTRY_GET;
+    env.registry_get = &get;
+    mc_env_t *reply =
+        mc_http_call (req, req->thread->registry, &env, (int)req->ctx->config->call_timeout_ms);
+    if (!reply)
+        return 504;
+    if (reply->status != MC__STATUS__STATUS_OK) {
+        int status = mc_http_actor_error (req, reply);
+        mc_env_free (reply);
+        return status;
+    }
+    mc_env_free (reply);
+    char principal[160], suffix[9];
+    uint8_t raw[4];
+    randombytes_buf (raw, sizeof raw);
+    mc_hex_encode (raw, sizeof raw, suffix);
+    snprintf (principal, sizeof principal, "ui:%s:%s", req->params[0], suffix);
+    int64_t expires = mc_time_unix () + 3600;
+    Mc__AuthIssue issue = MC__AUTH_ISSUE__INIT;
+    issue.principal = principal;
+    issue.kind = MC__PRINCIPAL_KIND__PRINCIPAL_UI;
+    issue.permissions = MC_PERM_DEVICE_READ | MC_PERM_EVENTS_SUBSCRIBE;
+    issue.expires_at = expires;
+    mc_env_t ask = MC__ENVELOPE__INIT;
+    ask.body_case = MC__ENVELOPE__BODY_AUTH_ISSUE;
+    ask.auth_issue = &issue;
+    reply = mc_http_call (req, req->thread->auth, &ask, (int)req->ctx->config->call_timeout_ms);
+    if (!reply)
+        return 504;
+    int status;
+    if (reply->status == MC__STATUS__STATUS_OK &&
+        reply->body_case == MC__ENVELOPE__BODY_AUTH_ISSUED) {
+        char when[32];
+        mc_time_iso (expires, when, sizeof when);
+        status =
+            mc_http_json (req, 201,
+                          json_pack ("{s:s, s:s, s:s, s:i}", "ui_token", reply->auth_issued->token,
+                                     "module", req->params[0], "expires_at", when, "ttl", 3600));
+    } else
+        status = mc_http_actor_error (req, reply);
+    mc_env_free (reply);
+    return status;
 }

@@ -40,6 +40,14 @@ static const route_t s_routes[] = {
     {"POST", "/modules/{}/start", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_start},
     {"POST", "/modules/{}/stop", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_stop},
     {"DELETE", "/modules/{}", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_uninstall},
+    {"GET", "/devices", AUTH_TOKEN, MC_PERM_DEVICE_READ, mc_api_devices_list},
+    {"POST", "/devices", AUTH_TOKEN, MC_PERM_DEVICE_WRITE, mc_api_devices_create},
+    {"GET", "/devices/{}", AUTH_TOKEN, MC_PERM_DEVICE_READ, mc_api_devices_get},
+    {"PATCH", "/devices/{}/state", AUTH_TOKEN, MC_PERM_DEVICE_WRITE, mc_api_devices_state},
+    {"DELETE", "/devices/{}", AUTH_TOKEN, MC_PERM_DEVICE_WRITE, mc_api_devices_delete},
+    {"GET", "/modules/{}/config", AUTH_TOKEN, 0, mc_api_modules_config_get},
+    {"POST", "/modules/{}/config", AUTH_TOKEN, 0, mc_api_modules_config_set},
+    {"POST", "/modules/{}/ui-token", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_ui_token},
     {"POST", "/events/publish", AUTH_TOKEN, MC_PERM_EVENTS_PUBLISH, mc_api_events_publish},
     {"POST", "/events/subscribe", AUTH_TOKEN, MC_PERM_EVENTS_SUBSCRIBE, mc_api_events_subscribe},
     {"DELETE", "/events/subscribe/{}", AUTH_TOKEN, MC_PERM_EVENTS_SUBSCRIBE,
@@ -193,6 +201,8 @@ static void *s_init_thread (const struct mg_context *server, int thread_type)
     thread->registry = mc_client_new ("registry");
     thread->eventbus = mc_client_new ("eventbus");
     thread->webhook = mc_client_new ("webhook");
+    thread->devices = mc_client_new ("devices");
+    thread->auth = mc_client_new ("auth");
     return thread;
 }
 
@@ -204,6 +214,8 @@ static void s_exit_thread (const struct mg_context *server, int thread_type, voi
     zsock_destroy (&thread->registry);
     zsock_destroy (&thread->eventbus);
     zsock_destroy (&thread->webhook);
+    zsock_destroy (&thread->devices);
+    zsock_destroy (&thread->auth);
     free (thread);
 }
 

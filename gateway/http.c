@@ -119,7 +119,10 @@ int mc_http_actor_error (mc_http_req_t *req, const mc_env_t *reply)
             json_array_append_new (problems, json_string (reply->problems[i]));
         json_object_set_new (body, "problems", problems);
     }
-    if (reply->output && *reply->output)
+    //  A failed sandbox test always carries its output, even when the module printed
+    //  nothing (the spec: "400 with the sandbox output").
+    bool sandbox_failed = reply->error && strcmp (reply->error, "SANDBOX_TEST_FAILED") == 0;
+    if (reply->output && (*reply->output || sandbox_failed))
         json_object_set_new (body, "output", json_string (reply->output));
     return mc_http_json (req, mc_status_http (reply->status), body);
 }

@@ -17,6 +17,8 @@ typedef struct {
     zsock_t *registry; // DEALER to the registry actor
     zsock_t *eventbus; // DEALER to the eventbus actor
     zsock_t *webhook;  // DEALER to the webhook actor
+    zsock_t *devices;  // DEALER to the devices actor
+    zsock_t *auth;     // DEALER to the auth actor (UI tokens)
 } mc_http_thread_t;
 
 #define MC_HTTP_MAX_PARAMS 4
@@ -72,6 +74,14 @@ int mc_api_modules_install (mc_http_req_t *req);
 int mc_api_modules_start (mc_http_req_t *req);
 int mc_api_modules_stop (mc_http_req_t *req);
 int mc_api_modules_uninstall (mc_http_req_t *req);
+int mc_api_devices_list (mc_http_req_t *req);
+int mc_api_devices_get (mc_http_req_t *req);
+int mc_api_devices_create (mc_http_req_t *req);
+int mc_api_devices_state (mc_http_req_t *req);
+int mc_api_devices_delete (mc_http_req_t *req);
+int mc_api_modules_config_get (mc_http_req_t *req);
+int mc_api_modules_config_set (mc_http_req_t *req);
+int mc_api_modules_ui_token (mc_http_req_t *req);
 int mc_api_events_publish (mc_http_req_t *req);
 int mc_api_events_subscribe (mc_http_req_t *req);
 int mc_api_events_unsubscribe (mc_http_req_t *req);

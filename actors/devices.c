@@ -1,0 +1,320 @@
+/*  devices actor
+
+    DESIGN. Owns every device: dev/<device_id> in the store holds the device's JSON,
+    {device_id, name, type, protocol, state, capabilities, last_seen, module_id, meta},
+    and the same is kept in memory. Every change is written with sync before it is
+    acknowledged, then announced as a core event (device.registered,
+    device.state_changed {device_id, old_state, new_state, changed_by},
+    device.removed), which the bus queues durably like any other. */
+#include "actors/devices.h"
+
+#include <string.h>
+
+#include "core/actor.h"
+#include "core/context.h"
+#include "core/fsutil.h"
+#include "core/token.h"
+#include "envelope_cases.h"
+
+#define MAX_DEVICES 100000
+
+typedef struct {
+    mc_context_t *ctx; // shared context
+    zsock_t *router;   // inproc://modcore.devices
+    zsock_t *eventbus; // DEALER: device events
+    zhashx_t *devices; // id -> json_t * (owned)
+    bool terminated;   // $TERM received
+} self_t;
+
+const char *mc_device_validate (json_t *body)
+{
+    static const char *const types[] = {"sensor", "actuator", "controller", "virtual"};
+    json_t *name = json_object_get (body, "name");
+    json_t *type = json_object_get (body, "type");
+    json_t *protocol = json_object_get (body, "protocol");
+    json_t *caps = json_object_get (body, "capabilities");
+    json_t *meta = json_object_get (body, "meta");
+    if (!json_is_string (name) || json_string_length (name) == 0 || json_string_length (name) > 128)
+        return "name must be a string of 1..128 characters";
+    bool known = false;
+    for (size_t i = 0; json_is_string (type) && i < 4; i++)
+        known = known || strcmp (json_string_value (type), types[i]) == 0;
+    if (!known)
+        return "type must be one of sensor, actuator, controller, virtual";
+    if (protocol && (!json_is_string (protocol) || json_string_length (protocol) > 64))
+        return "protocol must be a string of at most 64 characters";
+    if (caps && (!json_is_array (caps) || json_array_size (caps) > 64))
+        return "capabilities must be an array of at most 64 strings";
+    for (size_t i = 0; caps && i < json_array_size (caps); i++) {
+        json_t *c = json_array_get (caps, i);
+        if (!json_is_string (c) || json_string_length (c) == 0 || json_string_length (c) > 64)
+            return "capabilities must be an array of at most 64 strings";
+    }
+    if (meta && !json_is_object (meta))
+        return "meta must be an object";
+    return NULL;
+}
+
+static void s_json_free (void **item)
+{
+    json_decref (*item);
+    *item = NULL;
+}
+
+static int s_save (self_t *self, const char *id, json_t *device)
+{
+    char key[64];
+    snprintf (key, sizeof key, "dev/%s", id);
+    char *text = json_dumps (device, JSON_COMPACT);
+    int rc = mc_store_put (self->ctx->store, key, text, strlen (text), true);
+    free (text);
+    return rc;
+}
+
+static void s_publish (self_t *self, const char *type, json_t *payload)
+{
+    char *json = json_dumps (payload, JSON_COMPACT);
+    json_decref (payload);
+    Mc__EventPublish pub = MC__EVENT_PUBLISH__INIT;
+    pub.type = (char *)type;
+    pub.source = "core";
+    pub.payload_json = json;
+    pub.core = true;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_EVENT_PUBLISH;
+    env.event_publish = &pub;
+    mc_notify (self->eventbus, &env);
+    free (json);
+}
+
+//  Replies with the given devices (borrowed) as JSON text.
+static void s_reply_devices (self_t *self, mc_request_t *req, json_t **devices, size_t n)
+{
+    char **texts = calloc (n + 1, sizeof *texts);
+    for (size_t i = 0; i < n; i++)
+        texts[i] = json_dumps (devices[i], JSON_COMPACT);
+    Mc__DeviceJson body = MC__DEVICE_JSON__INIT;
+    body.n_devices = n;
+    body.devices = texts;
+    mc_env_t reply = MC__ENVELOPE__INIT;
+    reply.body_case = MC__ENVELOPE__BODY_DEVICE_JSON;
+    reply.device_json = &body;
+    mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+    for (size_t i = 0; i < n; i++)
+        free (texts[i]);
+    free (texts);
+}
+
+static void s_not_found (self_t *self, mc_request_t *req, const char *id)
+{
+    mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                    MC__STATUS__STATUS_NOT_FOUND, "DEVICE_NOT_FOUND", "no device %s", id ? id : "");
+}
+
+static void s_create (self_t *self, mc_request_t *req)
+{
+    Mc__DeviceCreate *create = req->env->device_create;
+    json_t *body = json_loads (create->json ? create->json : "", JSON_REJECT_DUPLICATES, NULL);
+    const char *problem = body ? mc_device_validate (body) : "body must be a JSON object";
+    if (problem || zhashx_size (self->devices) >= MAX_DEVICES) {
+        mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                        problem ? MC__STATUS__STATUS_INVALID : MC__STATUS__STATUS_CONFLICT,
+                        problem ? "INVALID_DEVICE" : "TOO_MANY_DEVICES", "%s",
+                        problem ? problem : "the device registry is full");
+        json_decref (body);
+        return;
+    }
+    char id[37], seen[32];
+    mc_uuid_generate (id);
+    mc_time_iso (mc_time_unix (), seen, sizeof seen);
+    json_t *caps = json_object_get (body, "capabilities");
+    json_t *meta = json_object_get (body, "meta");
+    json_t *protocol = json_object_get (body, "protocol");
+    json_t *device =
+        json_pack ("{s:s, s:O, s:O, s:s, s:{}, s:O, s:s, s:s, s:O}", "device_id", id, "name",
+                   json_object_get (body, "name"), "type", json_object_get (body, "type"),
+                   "protocol", protocol ? json_string_value (protocol) : "virtual", "state",
+                   "capabilities", caps ? caps : json_array (), "last_seen", seen, "module_id",
+                   create->module && *create->module ? create->module : "operator", "meta",
+                   meta ? meta : json_object ());
+    if (!caps)
+        json_decref (json_object_get (device, "capabilities")); // the packed O took a ref
+    if (!meta)
+        json_decref (json_object_get (device, "meta"));
+    json_decref (body);
+    if (s_save (self, id, device) != 0) {
+        mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                        MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot store the device");
+        json_decref (device);
+        return;
+    }
+    zhashx_insert (self->devices, id, device);
+    s_reply_devices (self, req, &device, 1);
+    s_publish (self, "device.registered",
+               json_pack ("{s:s, s:O}", "device_id", id, "device", device));
+}
+
+static int s_cmp (const void *a, const void *b)
+{
+    json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    return strcmp (json_string_value (json_object_get (x, "device_id")),
+                   json_string_value (json_object_get (y, "device_id")));
+}
+
+static void s_list (self_t *self, mc_request_t *req)
+{
+    size_t n = zhashx_size (self->devices), i = 0;
+    json_t **all = calloc (n + 1, sizeof *all);
+    for (json_t *d = zhashx_first (self->devices); d; d = zhashx_next (self->devices))
+        all[i++] = d;
+    qsort (all, n, sizeof *all, s_cmp);
+    s_reply_devices (self, req, all, n);
+    free (all);
+}
+
+static void s_set_state (self_t *self, mc_request_t *req)
+{
+    Mc__DeviceSetState *set = req->env->device_set_state;
+    json_t *device = set->device_id ? zhashx_lookup (self->devices, set->device_id) : NULL;
+    if (!device) {
+        s_not_found (self, req, set->device_id);
+        return;
+    }
+    json_t *state =
+        json_loads (set->state_json ? set->state_json : "", JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object (state)) {
+        json_decref (state);
+        mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                        MC__STATUS__STATUS_BAD_REQUEST, "INVALID_STATE",
+                        "state must be a JSON object");
+        return;
+    }
+    json_t *old_state = json_incref (json_object_get (device, "state"));
+    json_t *updated = json_deep_copy (device);
+    char seen[32];
+    mc_time_iso (mc_time_unix (), seen, sizeof seen);
+    json_object_set (updated, "state", state);
+    json_object_set_new (updated, "last_seen", json_string (seen));
+    if (s_save (self, set->device_id, updated) != 0) {
+        mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                        MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot store the device");
+        json_decref (updated);
+    } else {
+        zhashx_update (self->devices, set->device_id, updated);
+        s_reply_devices (self, req, &updated, 1);
+        s_publish (self, "device.state_changed",
+                   json_pack ("{s:s, s:O, s:O, s:s}", "device_id", set->device_id, "old_state",
+                              old_state, "new_state", state, "changed_by",
+                              set->changed_by && *set->changed_by ? set->changed_by : "core"));
+    }
+    json_decref (old_state);
+    json_decref (state);
+}
+
+static void s_delete (self_t *self, mc_request_t *req)
+{
+    const char *id = req->env->device_delete->device_id;
+    if (!id || !zhashx_lookup (self->devices, id)) {
+        s_not_found (self, req, id);
+        return;
+    }
+    char key[64];
+    snprintf (key, sizeof key, "dev/%s", id);
+    if (mc_store_delete (self->ctx->store, key, true) != 0) {
+        mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                        MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot delete the device");
+        return;
+    }
+    char *copy = strdup (id);
+    zhashx_delete (self->devices, id);
+    mc_env_t reply = MC__ENVELOPE__INIT;
+    mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+    const char *by = req->env->device_delete->deleted_by;
+    s_publish (self, "device.removed",
+               json_pack ("{s:s, s:s}", "device_id", copy, "removed_by", by && *by ? by : "core"));
+    free (copy);
+}
+
+static void s_on_request (self_t *self)
+{
+    mc_request_t *req = mc_request_recv (self->router);
+    if (!req)
+        return;
+    switch (req->env->body_case) {
+        case MC__ENVELOPE__BODY_DEVICE_CREATE:
+            s_create (self, req);
+            break;
+        case MC__ENVELOPE__BODY_DEVICE_GET: {
+            const char *id = req->env->device_get->device_id;
+            json_t *device = id ? zhashx_lookup (self->devices, id) : NULL;
+            if (device)
+                s_reply_devices (self, req, &device, 1);
+            else
+                s_not_found (self, req, id);
+            break;
+        }
+        case MC__ENVELOPE__BODY_DEVICE_LIST:
+            s_list (self, req);
+            break;
+        case MC__ENVELOPE__BODY_DEVICE_SET_STATE:
+            s_set_state (self, req);
+            break;
+        case MC__ENVELOPE__BODY_DEVICE_DELETE:
+            s_delete (self, req);
+            break;
+            MC_CASES_NOT_FOR_DEVICES
+            mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                            MC__STATUS__STATUS_BAD_REQUEST, "UNSUPPORTED",
+                            "devices does not handle this message");
+            break;
+    }
+    mc_request_destroy (&req);
+}
+
+static int s_load_one (const char *key, size_t klen, const void *value, size_t vlen, void *arg)
+{
+    self_t *self = arg;
+    json_t *device = json_loadb (value, vlen, 0, NULL);
+    const char *id = json_string_value (json_object_get (device, "device_id"));
+    if (!device || !id || strcmp (id, key + 4) != 0) {
+        zsys_warning ("devices: skipped an unreadable record %s", key);
+        json_decref (device);
+        return 0;
+    }
+    zhashx_insert (self->devices, id, device);
+    return 0;
+}
+
+void mc_devices_actor (zsock_t *pipe, void *args)
+{
+    self_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->ctx = args;
+    self->router = mc_actor_bind ("devices");
+    self->eventbus = mc_client_new ("eventbus");
+    self->devices = zhashx_new ();
+    zhashx_set_destructor (self->devices, s_json_free);
+    bool ok = self->router && self->eventbus &&
+              mc_store_scan (self->ctx->store, "dev/", s_load_one, self) == 0;
+    if (mc_actor_ready (pipe, ok ? 0 : -1) == 0) {
+        zsys_info ("devices: %zu devices loaded", zhashx_size (self->devices));
+        zpoller_t *poller = zpoller_new (pipe, self->router, NULL);
+        while (!self->terminated) {
+            void *which = zpoller_wait (poller, -1);
+            if (which == pipe) {
+                char *command = zstr_recv (pipe);
+                if (!command || streq (command, "$TERM"))
+                    self->terminated = true;
+                zstr_free (&command);
+            } else if (which == self->router)
+                s_on_request (self);
+            else if (zpoller_terminated (poller))
+                break;
+        }
+        zpoller_destroy (&poller);
+    }
+    zhashx_destroy (&self->devices);
+    zsock_destroy (&self->router);
+    zsock_destroy (&self->eventbus);
+    free (self);
+}
