@@ -108,12 +108,12 @@ void mc_webhook_sign_selena (const char *secret, const uint8_t *body, size_t len
 void mc_webhook_sign_standard (const char *secret, const char *id, int64_t timestamp,
                                const uint8_t *body, size_t len, char *out)
 {
-    char prefix[128];
-    int n = snprintf (prefix, sizeof prefix, "%s.%lld.", id, (long long)timestamp);
+    char stamp[32];
+    int n = snprintf (stamp, sizeof stamp, ".%lld.", (long long)timestamp);
     uint8_t mac[crypto_auth_hmacsha256_BYTES];
-    const uint8_t *parts[] = {(const uint8_t *)prefix, body};
-    size_t lens[] = {(size_t)n, len};
-    s_hmac (secret, parts, lens, 2, mac);
+    const uint8_t *parts[] = {(const uint8_t *)id, (const uint8_t *)stamp, body};
+    size_t lens[] = {strlen (id), (size_t)n, len};
+    s_hmac (secret, parts, lens, 3, mac);
     memcpy (out, "v1,", 3);
     sodium_bin2base64 (out + 3, 49, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
 }

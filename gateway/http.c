@@ -82,9 +82,12 @@ int mc_http_send (mc_http_req_t *req, int status, const char *headers, const cha
 
 int mc_http_json (mc_http_req_t *req, int status, json_t *body)
 {
-    char *text = json_dumps (body, JSON_COMPACT);
+    char *text = body ? json_dumps (body, JSON_COMPACT) : NULL;
     json_decref (body);
-    assert (text);
+    if (!text) { // never a crash on a body that could not be built (e.g. bad UTF-8)
+        status = 500;
+        text = strdup ("{\"error\":\"INTERNAL\",\"detail\":\"the answer could not be encoded\"}");
+    }
     char headers[256] = "";
     if (req->authenticated) {
         const mc_ratelimit_t *limit = mc_authtab_limit (req->ctx->authtab);
@@ -98,6 +101,28 @@ int mc_http_json (mc_http_req_t *req, int status, json_t *body)
     return status;
 }
 
+//  Replaces bytes that are not valid UTF-8 (and control characters) with '?', in place:
+//  details may quote what a client sent.
+static void s_sanitize_utf8 (char *s, bool keep_lines)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t n = *p < 0x80           ? 1
+                   : (*p >> 5) == 0x6  ? 2
+                   : (*p >> 4) == 0xe  ? 3
+                   : (*p >> 3) == 0x1e ? 4
+                                       : 0;
+        bool ok = n > 0;
+        for (size_t i = 1; ok && i < n; i++)
+            ok = (p[i] & 0xc0) == 0x80;
+        if (!ok || (n == 1 && *p < 0x20 && !(keep_lines && (*p == '\n' || *p == '\t')))) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
 int mc_http_error (mc_http_req_t *req, int status, const char *code, const char *fmt, ...)
 {
     char detail[1024];
@@ -105,25 +130,36 @@ int mc_http_error (mc_http_req_t *req, int status, const char *code, const char 
     va_start (args, fmt);
     vsnprintf (detail, sizeof detail, fmt, args);
     va_end (args);
+    s_sanitize_utf8 (detail, false);
     return mc_http_json (req, status, json_pack ("{s:s, s:s}", "error", code, "detail", detail));
 }
 
 int mc_http_actor_error (mc_http_req_t *req, const mc_env_t *reply)
 {
+    //  Details and output may quote module output or client input: made valid UTF-8.
+    char *detail = strdup (reply->detail ? reply->detail : "");
+    s_sanitize_utf8 (detail, false);
     json_t *body =
         json_pack ("{s:s, s:s}", "error", reply->error && *reply->error ? reply->error : "ERROR",
-                   "detail", reply->detail ? reply->detail : "");
-    if (reply->n_problems) {
+                   "detail", detail);
+    free (detail);
+    if (body && reply->n_problems) {
         json_t *problems = json_array ();
-        for (size_t i = 0; i < reply->n_problems; i++)
-            json_array_append_new (problems, json_string (reply->problems[i]));
+        for (size_t i = 0; i < reply->n_problems; i++) {
+            char *problem = strdup (reply->problems[i]);
+            s_sanitize_utf8 (problem, false);
+            json_array_append_new (problems, json_string (problem));
+            free (problem);
+        }
         json_object_set_new (body, "problems", problems);
     }
-    //  A failed sandbox test always carries its output, even when the module printed
-    //  nothing (the spec: "400 with the sandbox output").
-    bool sandbox_failed = reply->error && strcmp (reply->error, "SANDBOX_TEST_FAILED") == 0;
-    if (reply->output && (*reply->output || sandbox_failed))
-        json_object_set_new (body, "output", json_string (reply->output));
+    if (body && ((reply->output && *reply->output) ||
+                 (reply->error && strcmp (reply->error, "SANDBOX_TEST_FAILED") == 0))) {
+        char *output = strdup (reply->output ? reply->output : "");
+        s_sanitize_utf8 (output, true);
+        json_object_set_new (body, "output", json_string (output));
+        free (output);
+    }
     return mc_http_json (req, mc_status_http (reply->status), body);
 }
 
