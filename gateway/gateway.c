@@ -91,7 +91,7 @@ static bool s_match (const char *pattern, const char *path, mc_http_req_t *req)
 //  Authenticates req (AUTH_TOKEN). Returns 0, or the status of the error sent.
 static int s_authenticate (mc_http_req_t *req, uint32_t permission)
 {
-    const char *header = mg_get_header (req->conn, "Authorization");
+    const char *header = mc_http_header (req, "Authorization");
     if (!header || strncasecmp (header, "Bearer ", 7) != 0)
         return mc_http_error (req, 401, "UNAUTHORIZED", "Missing bearer token");
     const char *token = header + 7;
@@ -139,16 +139,11 @@ static int s_authenticate (mc_http_req_t *req, uint32_t permission)
     return mc_http_error (req, 500, "INTERNAL", "unexpected authentication result");
 }
 
-static int s_dispatch (struct mg_connection *conn, void *cbdata)
+int mc_gateway_dispatch (mc_http_req_t *r)
 {
-    mc_gateway_t *self = cbdata;
-    mc_http_req_t req = {0};
-    req.conn = conn;
-    req.info = mg_get_request_info (conn);
-    req.ctx = self->ctx;
-    req.thread = mg_get_thread_pointer (conn);
+    mc_http_req_t req = *r; // handlers take a pointer to this frame's copy
     const char *uri = req.info->local_uri ? req.info->local_uri : "";
-    req.path = uri + strlen ("/api/v1");
+    req.path = strncmp (uri, "/api/v1", 7) == 0 ? uri + 7 : uri;
     if (*req.path == 0)
         req.path = "/";
 
@@ -184,7 +179,20 @@ static int s_dispatch (struct mg_connection *conn, void *cbdata)
         mc_http_send (&req, 405, headers, "application/json", body, (size_t)n);
         return 1;
     }
-    mc_http_error (&req, 404, "NOT_FOUND", "no route for %s %s", req.info->request_method, uri);
+    return mc_http_error (&req, 404, "NOT_FOUND", "no route for %s %s", req.info->request_method,
+                          uri);
+}
+
+//  civetweb's handler for /api/v1: one HTTP request on a worker thread.
+static int s_dispatch (struct mg_connection *conn, void *cbdata)
+{
+    mc_gateway_t *self = cbdata;
+    mc_http_req_t req = {0};
+    req.conn = conn;
+    req.info = mg_get_request_info (conn);
+    req.ctx = self->ctx;
+    req.thread = mg_get_thread_pointer (conn);
+    mc_gateway_dispatch (&req);
     return 1;
 }
 
@@ -196,10 +204,8 @@ static int s_not_found (struct mg_connection *conn, void *cbdata)
     return mc_http_error (&req, 404, "NOT_FOUND", "nothing here; the API is under /api/v1");
 }
 
-static void *s_init_thread (const struct mg_context *server, int thread_type)
+mc_http_thread_t *mc_http_thread_new (void)
 {
-    if (thread_type != 1)
-        return NULL;
     mc_http_thread_t *thread = calloc (1, sizeof *thread);
     assert (thread);
     thread->registry = mc_client_new ("registry");
@@ -207,12 +213,13 @@ static void *s_init_thread (const struct mg_context *server, int thread_type)
     thread->webhook = mc_client_new ("webhook");
     thread->devices = mc_client_new ("devices");
     thread->auth = mc_client_new ("auth");
+    thread->sdk = mc_client_new ("sdk");
     return thread;
 }
 
-static void s_exit_thread (const struct mg_context *server, int thread_type, void *pointer)
+void mc_http_thread_destroy (mc_http_thread_t **self_p)
 {
-    mc_http_thread_t *thread = pointer;
+    mc_http_thread_t *thread = *self_p;
     if (!thread)
         return;
     zsock_destroy (&thread->registry);
@@ -220,7 +227,20 @@ static void s_exit_thread (const struct mg_context *server, int thread_type, voi
     zsock_destroy (&thread->webhook);
     zsock_destroy (&thread->devices);
     zsock_destroy (&thread->auth);
+    zsock_destroy (&thread->sdk);
     free (thread);
+    *self_p = NULL;
+}
+
+static void *s_init_thread (const struct mg_context *server, int thread_type)
+{
+    return thread_type == 1 ? mc_http_thread_new () : NULL;
+}
+
+static void s_exit_thread (const struct mg_context *server, int thread_type, void *pointer)
+{
+    mc_http_thread_t *thread = pointer;
+    mc_http_thread_destroy (&thread);
 }
 
 static int s_log_message (const struct mg_connection *conn, const char *message)

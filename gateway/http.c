@@ -46,6 +46,8 @@ static const char *s_reason (int status)
             return "Service Unavailable";
         case 504:
             return "Gateway Timeout";
+        case 507:
+            return "Insufficient Storage";
         default:
             return "Unknown";
     }
@@ -54,6 +56,18 @@ static const char *s_reason (int status)
 int mc_http_send (mc_http_req_t *req, int status, const char *headers, const char *type,
                   const char *body, size_t len)
 {
+    if (req->capture) { // a native request: the SDK endpoint frames the answer itself
+        req->capture->status = status;
+        free (req->capture->body);
+        req->capture->body = malloc (len + 1);
+        assert (req->capture->body);
+        memcpy (req->capture->body, body, len);
+        req->capture->body[len] = 0;
+        req->capture->body_len = len;
+        const char *retry = headers ? strcasestr (headers, "Retry-After: ") : NULL;
+        req->capture->retry_after = retry ? (unsigned)atoi (retry + 13) : 0;
+        return status;
+    }
     char head[1024];
     int n = snprintf (head, sizeof head,
                       "HTTP/1.1 %d %s\r\n"
@@ -64,20 +78,41 @@ int mc_http_send (mc_http_req_t *req, int status, const char *headers, const cha
                       "%s\r\n",
                       status, s_reason (status), type, len, headers ? headers : "");
     assert (n > 0 && (size_t)n < sizeof head);
-    if (len < 16384) {
-        char buf[(size_t)n + len];
-        memcpy (buf, head, (size_t)n);
-        memcpy (buf + n, body, len);
-        mg_write (req->conn, buf, (size_t)n + len);
-    } else {
-        char *buf = malloc ((size_t)n + len);
-        assert (buf);
-        memcpy (buf, head, (size_t)n);
-        memcpy (buf + n, body, len);
-        mg_write (req->conn, buf, (size_t)n + len);
-        free (buf);
-    }
+    //  One write: with headers and body written apart civetweb halves its throughput.
+    char *buf = malloc ((size_t)n + len);
+    assert (buf);
+    memcpy (buf, head, (size_t)n);
+    memcpy (buf + n, body, len);
+    mg_write (req->conn, buf, (size_t)n + len);
+    free (buf);
     return status;
+}
+
+const char *mc_http_header (mc_http_req_t *req, const char *name)
+{
+    if (req->conn)
+        return mg_get_header (req->conn, name);
+    for (int i = 0; i < req->info->num_headers; i++)
+        if (strcasecmp (req->info->http_headers[i].name, name) == 0)
+            return req->info->http_headers[i].value;
+    return NULL;
+}
+
+int mc_http_read_raw (mc_http_req_t *req, void *buf, size_t len)
+{
+    if (req->conn)
+        return mg_read (req->conn, buf, len);
+    size_t left = req->native_body_len - req->native_body_read;
+    size_t n = len < left ? len : left;
+    memcpy (buf, req->native_body + req->native_body_read, n);
+    req->native_body_read += n;
+    return (int)n;
+}
+
+void mc_http_close_after (mc_http_req_t *req)
+{
+    if (req->conn)
+        mg_disable_keep_alive (req->conn);
 }
 
 int mc_http_json (mc_http_req_t *req, int status, json_t *body)
@@ -175,7 +210,7 @@ char *mc_http_read_body (mc_http_req_t *req, size_t max, size_t *len)
 {
     long long declared = req->info->content_length;
     if (declared > (long long)max) {
-        mg_disable_keep_alive (req->conn); // the unread body must not be parsed as a request
+        mc_http_close_after (req); // the unread body must not be parsed as a request
         mc_http_error (req, 413, "PAYLOAD_TOO_LARGE", "body of %lld bytes; at most %zu accepted",
                        declared, max);
         return NULL;
@@ -185,13 +220,13 @@ char *mc_http_read_body (mc_http_req_t *req, size_t max, size_t *len)
     assert (buf);
     size_t have = 0;
     for (;;) {
-        int n = mg_read (req->conn, buf + have, cap + 1 - have);
+        int n = mc_http_read_raw (req, buf + have, cap + 1 - have);
         if (n <= 0)
             break;
         have += (size_t)n;
         if (have > max) {
             free (buf);
-            mg_disable_keep_alive (req->conn);
+            mc_http_close_after (req);
             mc_http_error (req, 413, "PAYLOAD_TOO_LARGE", "body larger than %zu bytes", max);
             return NULL;
         }
@@ -200,7 +235,7 @@ char *mc_http_read_body (mc_http_req_t *req, size_t max, size_t *len)
     }
     if (declared >= 0 && have != (size_t)declared) {
         free (buf);
-        mg_disable_keep_alive (req->conn);
+        mc_http_close_after (req);
         mc_http_error (req, 400, "BODY_TRUNCATED", "body shorter than its Content-Length");
         return NULL;
     }
@@ -211,7 +246,7 @@ char *mc_http_read_body (mc_http_req_t *req, size_t max, size_t *len)
 
 json_t *mc_http_read_json (mc_http_req_t *req)
 {
-    const char *type = mg_get_header (req->conn, "Content-Type");
+    const char *type = mc_http_header (req, "Content-Type");
     if (type && strncasecmp (type, "application/json", 16) != 0) {
         mc_http_error (req, 415, "UNSUPPORTED_MEDIA_TYPE", "send application/json");
         return NULL;
