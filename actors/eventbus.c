@@ -316,6 +316,8 @@ static void s_on_webhook_reply (self_t *self)
 //  True if url is http://localhost:<port>/... or http://127.0.0.1:<port>/...
 static bool s_url_is_module_port (const char *url, uint32_t port)
 {
+    if (strcmp (url, "native:") == 0) // pushed down the module's native SDK session
+        return true;
     const char *rest = NULL;
     if (strncmp (url, "http://localhost:", 17) == 0)
         rest = url + 17;

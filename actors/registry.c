@@ -151,6 +151,7 @@ typedef struct {
     zsock_t *sandbox;  // DEALER to sandbox
     zsock_t *eventbus; // DEALER to eventbus (module.loaded / module.unloaded)
     zsock_t *webhook;  // DEALER to webhook (signing secrets)
+    zsock_t *storage;  // DEALER to storage (the module's database, dropped on uninstall)
 } worker_t;
 
 //  Reports a step; returns the loop's reply (caller frees) or NULL if the actor is
@@ -435,6 +436,9 @@ static int s_issue (worker_t *w, const Mc__ModuleRecord *rec, char *token)
 static void s_install_undo (worker_t *w, const Mc__ModuleRecord *rec, const char *dest)
 {
     s_revoke (w, rec->name);
+    char key[128];
+    snprintf (key, sizeof key, "cli/%s", rec->name); // a spec it registered during its test run
+    mc_store_delete (w->saga->ctx->store, key, true);
     char *cred = s_cred_path (w->saga->ctx, rec->name);
     unlink (cred);
     free (cred);
@@ -732,6 +736,16 @@ static void s_saga_uninstall (worker_t *w)
     env.body_case = MC__ENVELOPE__BODY_WEBHOOK_FORGET;
     env.webhook_forget = &forget;
     mc_env_free (s_ask (w, w->webhook, &env, 10000));
+    //  Its database goes with it; storage closes the handle before the files go.
+    Mc__StorageDrop drop = MC__STORAGE_DROP__INIT;
+    drop.module = rec->name;
+    env.body_case = MC__ENVELOPE__BODY_STORAGE_DROP;
+    env.storage_drop = &drop;
+    mc_env_t *dropped = s_ask (w, w->storage, &env, 10000);
+    if (!dropped || dropped->status != MC__STATUS__STATUS_OK)
+        zsys_warning ("registry: storage did not drop the database of %s; removing its files",
+                      rec->name);
+    mc_env_free (dropped);
     char *dir = s_path ("%s/modules/%s", ctx->config->data_dir, rec->name);
     char *cred = s_cred_path (ctx, rec->name);
     unlink (cred);
@@ -767,7 +781,8 @@ static void *s_worker_main (void *arg)
                   mc_client_new ("auth"),
                   mc_client_new ("sandbox"),
                   mc_client_new ("eventbus"),
-                  mc_client_new ("webhook")};
+                  mc_client_new ("webhook"),
+                  mc_client_new ("storage")};
     switch (w.saga->kind) {
         case SAGA_INSTALL:
             s_saga_install (&w);
@@ -788,6 +803,7 @@ static void *s_worker_main (void *arg)
     zsock_destroy (&w.sandbox);
     zsock_destroy (&w.eventbus);
     zsock_destroy (&w.webhook);
+    zsock_destroy (&w.storage);
     return NULL;
 }
 
@@ -1129,6 +1145,8 @@ static void s_on_cli (self_t *self, mc_request_t *req)
     zlistx_t *all = NULL;
     if (cli->op != MC__REGISTRY_CLI__OP__LIST) {
         Mc__ModuleRecord *rec = cli->module ? zhashx_lookup (self->records, cli->module) : NULL;
+        if ((!rec || !s_live (rec)) && cli->op == MC__REGISTRY_CLI__OP__REGISTER)
+            rec = s_installing (self, cli->module); // registering during its first launch
         if (!rec || !s_live (rec)) {
             mc_reply_error (self->router, req->routing_id, req->env->request_id,
                             MC__STATUS__STATUS_NOT_FOUND, "MODULE_NOT_FOUND",

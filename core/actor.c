@@ -215,6 +215,8 @@ int mc_status_http (Mc__Status status)
             return 504;
         case MC__STATUS__STATUS_TOO_LARGE:
             return 413;
+        case MC__STATUS__STATUS_INSUFFICIENT_STORAGE:
+            return 507;
         case _MC__STATUS_IS_INT_SIZE:
             break;
     }

@@ -213,6 +213,39 @@ static size_t s_collect (char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
+//  Invokes through the module's native SDK session when it has one. Returns false (and
+//  sends nothing) when it has none, so the caller falls back to HTTP.
+static bool s_invoke_native (mc_http_req_t *req, const char *subcommand, json_t *args, int *status)
+{
+    char *args_json = json_dumps (args, JSON_COMPACT);
+    Mc__SdkInvokeCall call = MC__SDK_INVOKE_CALL__INIT;
+    call.module = req->params[0];
+    call.subcommand = (char *)subcommand;
+    call.args_json = args_json;
+    call.timeout_ms = 60000;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_SDK_INVOKE_CALL;
+    env.sdk_invoke_call = &call;
+    mc_env_t *reply = mc_call (req->thread->sdk, &env, 65000);
+    free (args_json);
+    bool handled = true;
+    if (!reply)
+        *status = mc_http_error (req, 504, "TIMEOUT", "the core did not answer in time");
+    else if (reply->status == MC__STATUS__STATUS_OK &&
+             reply->body_case == MC__ENVELOPE__BODY_SDK_INVOKE_DONE)
+        *status = mc_http_json (
+            req, 200,
+            json_pack ("{s:i, s:s, s:s}", "exit_code", reply->sdk_invoke_done->exit_code, "stdout",
+                       reply->sdk_invoke_done->stdout, "stderr", reply->sdk_invoke_done->stderr));
+    else if (reply->error && strcmp (reply->error, "NOT_CONNECTED") == 0)
+        handled = false;
+    else
+        *status = mc_http_error (req, 504, "MODULE_TIMEOUT", "%s: %s", req->params[0],
+                                 reply->detail ? reply->detail : "no answer");
+    mc_env_free (reply);
+    return handled;
+}
+
 int mc_api_cli_invoke (mc_http_req_t *req)
 {
     json_t *body = mc_http_read_json (req);
@@ -245,6 +278,8 @@ int mc_api_cli_invoke (mc_http_req_t *req)
                                 req->params[0], json_string_value (subname));
     else if (!args)
         status = mc_http_error (req, 400, "INVALID_ARGS", "%s", problem);
+    else if (s_invoke_native (req, json_string_value (subname), args, &status))
+        ; // answered through the module's native session
     else if (!found->running || found->port == 0 || strlen (found->secret) != 64)
         status = mc_http_error (req, 409, "MODULE_NOT_RUNNING", "%s is not running; start it first",
                                 req->params[0]);

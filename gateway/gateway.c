@@ -30,7 +30,9 @@ typedef struct {
 } route_t;
 
 //  Order matters where patterns overlap: /modules/self and /modules/install before
-//  /modules/{}.
+//  /modules/{}, /storage/usage and /storage/batch before /storage/{*}. "{*}" matches the
+//  rest of the path (storage keys may hold an encoded '/'); its handler reads the raw,
+//  still encoded path.
 static const route_t s_routes[] = {
     {"GET", "/health", AUTH_NONE, 0, mc_api_health},
     {"GET", "/modules/self", AUTH_TOKEN, 0, mc_api_modules_self},
@@ -60,6 +62,12 @@ static const route_t s_routes[] = {
     {"GET", "/events/recent", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_events_recent},
     {"GET", "/events/deliveries", AUTH_TOKEN, 0, mc_api_events_deliveries},
     {"POST", "/events/deliveries/{}/retry", AUTH_TOKEN, 0, mc_api_events_retry},
+    {"GET", "/storage/usage", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_usage},
+    {"POST", "/storage/batch", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_batch},
+    {"GET", "/storage", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_list},
+    {"GET", "/storage/{*}", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_get},
+    {"PUT", "/storage/{*}", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_put},
+    {"DELETE", "/storage/{*}", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_delete},
 };
 
 struct mc_gateway_t {
@@ -73,11 +81,15 @@ static bool s_match (const char *pattern, const char *path, mc_http_req_t *req)
 {
     size_t nparams = 0;
     while (*pattern && *path) {
+        if (strcmp (pattern, "{*}") == 0)
+            return true; // the rest of the path, at least one byte
         if (pattern[0] == '{' && pattern[1] == '}') {
             const char *end = strchr (path, '/');
             size_t len = end ? (size_t)(end - path) : strlen (path);
             if (len == 0 || len >= sizeof req->params[0] || nparams >= MC_HTTP_MAX_PARAMS)
                 return false;
+            if (path[0] == '.' && (len == 1 || (len == 2 && path[1] == '.')))
+                return false; // "%2E%2E": never a name
             memcpy (req->params[nparams], path, len);
             req->params[nparams++][len] = 0;
             path += len;
@@ -143,6 +155,13 @@ int mc_gateway_dispatch (mc_http_req_t *r)
 {
     mc_http_req_t req = *r; // handlers take a pointer to this frame's copy
     const char *uri = req.info->local_uri ? req.info->local_uri : "";
+    //  civetweb leaves the path encoded (decode_url = no), so that a handler can tell an
+    //  encoded '/' from a separator (storage keys); routes match the decoded path.
+    char decoded[4096];
+    if (mg_url_decode (uri, (int)strlen (uri), decoded, (int)sizeof decoded, 0) < 0)
+        return mc_http_error (&req, 400, "INVALID_PATH", "the path is longer than %zu bytes",
+                              sizeof decoded - 1);
+    uri = decoded;
     req.path = strncmp (uri, "/api/v1", 7) == 0 ? uri + 7 : uri;
     if (*req.path == 0)
         req.path = "/";
@@ -213,6 +232,7 @@ mc_http_thread_t *mc_http_thread_new (void)
     thread->webhook = mc_client_new ("webhook");
     thread->devices = mc_client_new ("devices");
     thread->auth = mc_client_new ("auth");
+    thread->storage = mc_client_new ("storage");
     thread->sdk = mc_client_new ("sdk");
     return thread;
 }
@@ -227,6 +247,7 @@ void mc_http_thread_destroy (mc_http_thread_t **self_p)
     zsock_destroy (&thread->webhook);
     zsock_destroy (&thread->devices);
     zsock_destroy (&thread->auth);
+    zsock_destroy (&thread->storage);
     zsock_destroy (&thread->sdk);
     free (thread);
     *self_p = NULL;
@@ -274,6 +295,8 @@ mc_gateway_t *mc_gateway_start (mc_context_t *ctx, mc_error_t *err)
         "60000",
         "enable_auth_domain_check",
         "no",
+        "decode_url",
+        "no", // mc_gateway_dispatch decodes: storage keys need the raw path
         NULL,
     };
     struct mg_callbacks callbacks = {0};

@@ -19,6 +19,7 @@ typedef struct {
     zsock_t *webhook;  // DEALER to the webhook actor
     zsock_t *devices;  // DEALER to the devices actor
     zsock_t *auth;     // DEALER to the auth actor (UI tokens)
+    zsock_t *storage;  // DEALER to the storage actor
     zsock_t *sdk;      // DEALER to the native SDK endpoint (CLI invocations)
 } mc_http_thread_t;
 
@@ -124,6 +125,12 @@ int mc_api_events_subscriptions (mc_http_req_t *req);
 int mc_api_events_recent (mc_http_req_t *req);
 int mc_api_events_deliveries (mc_http_req_t *req);
 int mc_api_events_retry (mc_http_req_t *req);
+int mc_api_storage_get (mc_http_req_t *req);
+int mc_api_storage_put (mc_http_req_t *req);
+int mc_api_storage_delete (mc_http_req_t *req);
+int mc_api_storage_list (mc_http_req_t *req);
+int mc_api_storage_batch (mc_http_req_t *req);
+int mc_api_storage_usage (mc_http_req_t *req);
 
 //  The module record of the caller (a module token), or NULL after sending an error.
 //  Caller frees with mc_env_free (the record is reply->module).
