@@ -36,6 +36,7 @@
 #include "core/actor.h"
 #include "core/context.h"
 #include "core/fsutil.h"
+#include "core/metrics.h"
 #include "envelope_cases.h"
 
 #define KEEP_DELIVERED   1000
@@ -406,6 +407,8 @@ static void s_dead (self_t *self, queue_t *queue, const char *why, bool publish)
                                    "event_id", d->event_id, "event_type", d->event_type, "module",
                                    d->module, "subscription_id", d->subscription_id, "attempts",
                                    (int)d->attempts, "last_error", why));
+    mc_metrics_delivery (MC_DELIVERY_DEAD);
+    mc_metrics_outbox_add (-1);
     zlistx_delete (queue->pending, zlistx_cursor (queue->pending));
 }
 
@@ -431,6 +434,8 @@ static void s_finish (self_t *self, attempt_t *attempt, long code, const char *f
         s_key (d, key, sizeof key);
         s_remember_delivered (self, d->module, key);
         zlistx_delete (queue->pending, zlistx_cursor (queue->pending));
+        mc_metrics_delivery (MC_DELIVERY_DELIVERED);
+        mc_metrics_outbox_add (-1);
     } else if (answered && code == 410) {
         //  The receiver says this subscription is gone: drop it and its backlog.
         Mc__EventUnsubscribe unsub = MC__EVENT_UNSUBSCRIBE__INIT;
@@ -441,6 +446,7 @@ static void s_finish (self_t *self, attempt_t *attempt, long code, const char *f
         mc_notify (self->eventbus, &env);
         zsys_info ("webhook: %s answered 410, subscription %s removed", d->module,
                    queue->subscription_id);
+        mc_metrics_delivery (MC_DELIVERY_GONE);
         s_dead (self, queue, "410 Gone: the subscription was removed", false);
         while (zlistx_first (queue->pending))
             s_dead (self, queue, "the subscription was removed (410 Gone)", false);
@@ -468,6 +474,7 @@ static void s_finish (self_t *self, attempt_t *attempt, long code, const char *f
         } else {
             d->next_attempt_ms = now + (int64_t)delay;
             s_save (self, d, false);
+            mc_metrics_delivery (MC_DELIVERY_RETRIED);
         }
     }
     free (attempt);
@@ -611,6 +618,7 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
         if (ok) {
             queue_t *queue = s_queue (self, d->subscription_id);
             zlistx_add_end (queue->pending, d);
+            mc_metrics_outbox_add (1);
         } else
             mc__delivery__free_unpacked (d, NULL);
     }
@@ -666,6 +674,7 @@ static void s_on_forget (self_t *self, mc_request_t *req)
             if (head && strcmp (head->module, module) == 0) {
                 if (queue->attempt)
                     s_abandon (self, queue->attempt, true);
+                mc_metrics_outbox_add (-(int64_t)zlistx_size (queue->pending));
                 zlistx_purge (queue->pending);
             }
         }
@@ -786,6 +795,7 @@ static void s_on_retry (self_t *self, mc_request_t *req)
             free (buf);
             mc_store_batch_write (self->ctx->store, &batch, true);
             zlistx_add_end (queue->pending, s_dup (d));
+            mc_metrics_outbox_add (1);
         }
         s_kick (self, queue);
         d->body.len = 0;
@@ -880,6 +890,7 @@ static int s_load_one (const char *key, size_t klen, const void *value, size_t v
         self->next_seq = d->seq + 1;
     if (d->status == MC__DELIVERY_STATUS__DELIVERY_PENDING) {
         zlistx_add_end (s_queue (self, d->subscription_id)->pending, d);
+        mc_metrics_outbox_add (1);
         return 0;
     }
     if (d->status == MC__DELIVERY_STATUS__DELIVERY_DELIVERED)

@@ -115,8 +115,9 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
     self->config_path = strdup (path);
     int rc = -1;
     uint64_t v;
-    static const char *const top[] = {"core",    "gateway", "rate_limit", "sandbox", "install",
-                                      "webhook", "storage", "sdk",        "modules", NULL};
+    static const char *const top[] = {"core",    "gateway", "rate_limit", "sandbox",
+                                      "install", "webhook", "storage",    "sdk",
+                                      "metrics", "modules", NULL};
     if (s_known (root, "top level", top, err))
         goto done;
     json_t *core = json_object_get (root, "core");
@@ -276,6 +277,18 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
         if (s_uint (sdk, "sdk", "workers", 1, 64, 1, &v, err))
             goto done;
         self->sdk_workers = (int)v;
+    }
+    json_t *metrics = json_object_get (root, "metrics");
+    if (metrics) {
+        static const char *const keys[] = {"loopback_open", NULL};
+        if (s_known (metrics, "metrics", keys, err))
+            goto done;
+        json_t *open = json_object_get (metrics, "loopback_open");
+        if (open && !json_is_boolean (open)) {
+            mc_error_set (err, "CONFIG_INVALID", "[metrics] loopback_open must be true or false");
+            goto done;
+        }
+        self->metrics_loopback_open = json_is_true (open);
     }
     json_t *modules = json_object_get (root, "modules");
     if (modules) {

@@ -4,6 +4,7 @@
 #define MC_CONFIG_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -34,6 +35,7 @@ typedef struct {
     char *sdk_endpoint;             // [sdk] endpoint; default ipc://<data>/run/modcore.sock
     char *sdk_tcp_endpoint;         // [sdk] tcp_endpoint; tcp:// with CURVE, default none
     int sdk_workers;                // [sdk] workers; threads serving native requests, default 4
+    bool metrics_loopback_open;     // [metrics] loopback_open; scrapes from 127.0.0.1 need no token
     char *launcher;                 // [sandbox] launcher; default modcore-launch beside modcored
     json_t *modules;                // [modules.<name>] tables (object, owned), for config merge
     char *config_path;              // the file read, or NULL

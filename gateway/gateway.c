@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/fsutil.h"
+#include "core/metrics.h"
 #include "core/perms.h"
 #include "gateway/http.h"
 
@@ -123,6 +124,7 @@ static int s_authenticate (mc_http_req_t *req, uint32_t permission)
         case MC_AUTH_UNKNOWN:
             return mc_http_error (req, 401, "UNAUTHORIZED", "Invalid or expired token");
         case MC_AUTH_RATE_LIMITED: {
+            mc_metrics_rate_limited ();
             const mc_ratelimit_t *limit = mc_authtab_limit (req->ctx->authtab);
             unsigned retry_s = (unsigned)((retry_ns + 999999999ull) / 1000000000ull);
             char headers[256];
@@ -151,7 +153,8 @@ static int s_authenticate (mc_http_req_t *req, uint32_t permission)
     return mc_http_error (req, 500, "INTERNAL", "unexpected authentication result");
 }
 
-int mc_gateway_dispatch (mc_http_req_t *r)
+//  Routes and serves req; sets *route_index to the matched route (or -1).
+static int s_route (mc_http_req_t *r, int *route_index)
 {
     mc_http_req_t req = *r; // handlers take a pointer to this frame's copy
     const char *uri = req.info->local_uri ? req.info->local_uri : "";
@@ -174,6 +177,7 @@ int mc_gateway_dispatch (mc_http_req_t *r)
             path_known = true;
             if (strcmp (s_routes[i].method, req.info->request_method) == 0) {
                 route = &s_routes[i];
+                *route_index = (int)i;
                 break;
             }
             if (strlen (allow) + strlen (s_routes[i].method) + 3 < sizeof allow)
@@ -202,6 +206,16 @@ int mc_gateway_dispatch (mc_http_req_t *r)
                           uri);
 }
 
+int mc_gateway_dispatch (mc_http_req_t *req)
+{
+    uint64_t started = mc_clock_mono_ns ();
+    int status = 0, route_index = -1;
+    req->status_out = &status;
+    s_route (req, &route_index);
+    mc_metrics_request (route_index, status, mc_clock_mono_ns () - started);
+    return status;
+}
+
 //  civetweb's handler for /api/v1: one HTTP request on a worker thread.
 static int s_dispatch (struct mg_connection *conn, void *cbdata)
 {
@@ -212,6 +226,57 @@ static int s_dispatch (struct mg_connection *conn, void *cbdata)
     req.ctx = self->ctx;
     req.thread = mg_get_thread_pointer (conn);
     mc_gateway_dispatch (&req);
+    return 1;
+}
+
+//  GET /metrics: Prometheus text. The admin token (or a SYSTEM module), or anyone on
+//  the loopback interface when [metrics] loopback_open is set.
+static int s_metrics (struct mg_connection *conn, void *cbdata)
+{
+    mc_gateway_t *self = cbdata;
+    mc_http_req_t req = {0};
+    req.conn = conn;
+    req.info = mg_get_request_info (conn);
+    req.ctx = self->ctx;
+    req.thread = mg_get_thread_pointer (conn);
+    bool open = self->ctx->config->metrics_loopback_open &&
+                strcmp (req.info->remote_addr, "127.0.0.1") == 0;
+    if (strcmp (req.info->request_method, "GET") != 0)
+        return mc_http_error (&req, 405, "METHOD_NOT_ALLOWED", "GET only"), 1;
+    if (!open && s_authenticate (&req, MC_PERM_MODULES_MANAGE) != 0)
+        return 1;
+    //  Modules by status: asked of the registry at scrape time.
+    char extra[2048] = "";
+    Mc__RegistryList list = MC__REGISTRY_LIST__INIT;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_REGISTRY_LIST;
+    env.registry_list = &list;
+    mc_env_t *reply = req.thread ? mc_call (req.thread->registry, &env, 2000) : NULL;
+    if (reply && reply->body_case == MC__ENVELOPE__BODY_MODULE_LIST) {
+        static const char *const names[] = {"INSTALLING", "RUNNING", "STOPPED",
+                                            "FAILED",     "REMOVED", "STARTING"};
+        unsigned counts[8] = {0};
+        for (size_t i = 0; i < reply->module_list->n_modules; i++)
+            if ((unsigned)reply->module_list->modules[i]->status < 6)
+                counts[reply->module_list->modules[i]->status]++;
+        size_t n = (size_t)snprintf (extra, sizeof extra,
+                                     "# HELP modcore_modules Installed modules by status.\n"
+                                     "# TYPE modcore_modules gauge\n");
+        for (int i = 0; i < 6; i++)
+            if (i != 4)
+                n += (size_t)snprintf (extra + n, sizeof extra - n,
+                                       "modcore_modules{status=\"%s\"} %u\n", names[i], counts[i]);
+    }
+    mc_env_free (reply);
+    const char *routes[sizeof s_routes / sizeof s_routes[0]];
+    char labels[sizeof s_routes / sizeof s_routes[0]][96];
+    for (size_t i = 0; i < sizeof s_routes / sizeof s_routes[0]; i++) {
+        snprintf (labels[i], sizeof labels[i], "%s %s", s_routes[i].method, s_routes[i].pattern);
+        routes[i] = labels[i];
+    }
+    char *text = mc_metrics_render (routes, sizeof s_routes / sizeof s_routes[0], extra);
+    mc_http_send (&req, 200, NULL, "text/plain; version=0.0.4", text, strlen (text));
+    free (text);
     return 1;
 }
 
@@ -315,6 +380,7 @@ mc_gateway_t *mc_gateway_start (mc_context_t *ctx, mc_error_t *err)
         return NULL;
     }
     mg_set_request_handler (self->server, "/api/v1", s_dispatch, self);
+    mg_set_request_handler (self->server, "/metrics", s_metrics, self);
     mg_set_request_handler (self->server, "/", s_not_found, self);
     struct mg_server_port ports[4];
     int n = mg_get_server_ports (self->server, 4, ports);

@@ -56,6 +56,8 @@ static const char *s_reason (int status)
 int mc_http_send (mc_http_req_t *req, int status, const char *headers, const char *type,
                   const char *body, size_t len)
 {
+    if (req->status_out)
+        *req->status_out = status;
     if (req->capture) { // a native request: the SDK endpoint frames the answer itself
         req->capture->status = status;
         free (req->capture->body);

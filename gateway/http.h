@@ -48,6 +48,7 @@ typedef struct {
     mc_principal_t principal;             // who called (valid after auth)
     bool authenticated;                   // principal is set
     uint32_t rate_remaining;              // units left after this request
+    int *status_out;                      // where mc_http_send records the status sent
 } mc_http_req_t;
 
 //  A request header, or NULL (civetweb's, or the native request's own headers).

@@ -1008,6 +1008,51 @@ def test_13_no_secret_in_any_answer():
 
 # --- runner -------------------------------------------------------------------------------
 
+@test
+def test_14_metrics():
+    """GET /metrics: Prometheus text for the admin token only; counters move."""
+    conn = http.client.HTTPConnection("127.0.0.1", C.daemon.port, timeout=10)
+    conn.request("GET", "/metrics")
+    resp = conn.getresponse()
+    resp.read()
+    require(resp.status == 401, f"/metrics without a token answered {resp.status}")
+
+    def scrape():
+        conn.request("GET", "/metrics", headers={"Authorization": "Bearer " + C.admin})
+        r = conn.getresponse()
+        body = r.read().decode()
+        require(r.status == 200 and r.getheader("Content-Type", "").startswith("text/plain"),
+                f"/metrics: {r.status}")
+        values = {}
+        for line in body.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
+
+    before = scrape()
+    key = 'modcore_http_requests_total{route="GET /health",status="200"}'
+    for _ in range(3):
+        api("GET", "/health")
+    after = scrape()
+    require(after.get(key, 0) - before.get(key, 0) == 3, f"{key}: {before.get(key)} -> {after.get(key)}")
+    limited = 0
+    for _ in range(60):  # an admin burst past the bucket: some are refused and counted
+        conn.request("GET", "/api/v1/modules", headers={"Authorization": "Bearer " + C.admin})
+        r = conn.getresponse()
+        r.read()
+        limited += r.status == 429
+    time.sleep(1.2)
+    after = scrape()
+    require(limited > 0, "60 quick calls were never limited")
+    require(after.get("modcore_rate_limited_total", 0) - before.get("modcore_rate_limited_total", 0)
+            >= limited, f"rate-limited counter did not count the {limited} refusals")
+    require(after.get("process_resident_memory_bytes", 0) > 1e6, "no RSS")
+    require('modcore_modules{status="RUNNING"}' in after, "no modules gauge")
+    require(any(k.startswith("modcore_actor_queue_depth") for k in after), "no actor metrics")
+    conn.close()
+
+
 def log_since(offset, limit=6000):
     try:
         with open(C.log_path, "rb") as f:
