@@ -190,6 +190,20 @@ static bool s_publish (self_t *self, mc_request_t *req)
     ev.json.len = strlen (json);
     s_ring_add (self, &ev);
 
+    //  A module is gone: its subscriptions go with it, before the fan-out, so it is
+    //  not sent its own module.unloaded (nobody would take it: after an uninstall its
+    //  secret is gone and the delivery would stay pending for ever).
+    if (pub->core && strcmp (pub->type, "module.unloaded") == 0) {
+        const char *name = json_string_value (json_object_get (payload, "module_name"));
+        zlistx_t *keys = zhashx_keys (self->subs);
+        for (char *key = zlistx_first (keys); key && name; key = zlistx_next (keys)) {
+            Mc__Subscription *sub = zhashx_lookup (self->subs, key);
+            if (strcmp (sub->module, name) == 0)
+                zhashx_delete (self->subs, key);
+        }
+        zlistx_destroy (&keys);
+    }
+
     //  One delivery per matching subscription.
     size_t cap = zhashx_size (self->subs), count = 0;
     Mc__Delivery *items = calloc (cap + 1, sizeof *items);
@@ -252,17 +266,6 @@ static bool s_publish (self_t *self, mc_request_t *req)
         reply.body_case = MC__ENVELOPE__BODY_EVENT_PUBLISHED;
         reply.event_published = &published;
         mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
-    }
-    //  A module is gone: its subscriptions go with it.
-    if (pub->core && strcmp (pub->type, "module.unloaded") == 0) {
-        const char *name = json_string_value (json_object_get (payload, "module_name"));
-        zlistx_t *keys = zhashx_keys (self->subs);
-        for (char *key = zlistx_first (keys); key && name; key = zlistx_next (keys)) {
-            Mc__Subscription *sub = zhashx_lookup (self->subs, key);
-            if (strcmp (sub->module, name) == 0)
-                zhashx_delete (self->subs, key);
-        }
-        zlistx_destroy (&keys);
     }
     json_decref (payload);
     free (items);

@@ -717,6 +717,13 @@ static int s_scan_one (const char *key, size_t klen, const void *value, size_t v
     return 0;
 }
 
+//  Orders deliveries by seq: enqueue order, one counter for every module.
+static int s_by_seq (const void *a, const void *b)
+{
+    uint64_t x = ((const Mc__Delivery *)a)->seq, y = ((const Mc__Delivery *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
 //  Newest first, at most limit; the body is left out of listings.
 static void s_on_list (self_t *self, mc_request_t *req)
 {
@@ -727,6 +734,10 @@ static void s_on_list (self_t *self, mc_request_t *req)
     scan_t scan = {query, zlistx_new (), NULL};
     zlistx_set_destructor (scan.found, s_delivery_free);
     mc_store_scan (self->ctx->store, prefix, s_scan_one, &scan);
+    if (!query->module || !*query->module) { // the scan went module by module
+        zlistx_set_comparator (scan.found, s_by_seq);
+        zlistx_sort (scan.found);
+    }
     //  The in-memory queue state is newer than the store for pending heads' attempts.
     uint32_t limit = query->limit ? query->limit : 100;
     if (limit > 1000)

@@ -10,7 +10,10 @@
     3 the server could not be reached or did not answer in time.
 
     The token is never printed, not even in error messages. libcurl talks only to the
-    given URL: no proxy, no redirects, http(s) only. */
+    given URL: no proxy, no redirects, http(s) only.
+
+    Options of one command (-f, -n, --failed...) are parsed with the global ones and
+    refused for the commands they do not apply to. */
 
 #include <assert.h>
 #include <ctype.h>
@@ -37,8 +40,18 @@
 #define MC_CTL_MAX_ANSWER       (64u * 1024 * 1024)   // refuse answers larger than this
 #define MC_CTL_MAX_TOKEN        4096                  // longest admin token accepted
 #define MC_CTL_MAX_ARCHIVE      (1024u * 1024 * 1024) // largest module ZIP sent
+#define MC_CTL_TAIL_LINES       20                    // events tail: default number of events
+#define MC_CTL_RING             1024                  // the core keeps this many recent events
 
 enum { MC_CTL_OK = 0, MC_CTL_SERVER_ERROR = 1, MC_CTL_LOCAL_ERROR = 2, MC_CTL_UNREACHABLE = 3 };
+
+//  Options that belong to some commands only (bits of mc_ctl_command_t.options).
+enum {
+    MC_CTL_OPT_FOLLOW = 1 << 0, // -f, --follow
+    MC_CTL_OPT_LINES = 1 << 1,  // -n N
+    MC_CTL_OPT_STATUS = 1 << 2, // --failed, --pending, --delivered
+    MC_CTL_OPT_MODULE = 1 << 3, // --module NAME
+};
 
 //  Options from the command line and environment, fixed before a command runs.
 typedef struct {
@@ -48,12 +61,20 @@ typedef struct {
     bool token_from_file; // the token was read from <data_dir>/admin.token
     bool json;            // print the server's JSON instead of text
     long timeout;         // seconds for a whole request
+    unsigned given;       // command options given (MC_CTL_OPT_* bits)
+    bool follow;          // events tail -f: keep polling for new events
+    long lines;           // events tail -n: how many recent events
+    const char *status;   // deliveries: "dead", "pending" or "delivered"; NULL for all
+    const char *module;   // deliveries --module: one module's deliveries; NULL for all
+    bool quiet;           // events tail -f while the core is away: no message per poll
 } mc_ctl_options_t;
 
 //  One command: its name, how many arguments it takes and who runs it.
 typedef struct {
     const char *name;     // as typed after the options
-    int argc;             // exact number of arguments
+    int min_args;         // fewest arguments
+    int max_args;         // most arguments
+    unsigned options;     // the command options it accepts (MC_CTL_OPT_* bits)
     const char *synopsis; // argument names for the usage text
     const char *summary;  // one line for the usage text
     bool needs_token;     // reads the admin token before running
@@ -338,6 +359,8 @@ static int s_transport_error (const mc_ctl_options_t *opts, CURL *curl, CURLcode
                  MC_CTL_MAX_ANSWER >> 20);
         return MC_CTL_SERVER_ERROR;
     }
+    if (opts->quiet)
+        return MC_CTL_UNREACHABLE;
     if (code == CURLE_OPERATION_TIMEDOUT && connected > 0) {
         fprintf (stderr, "modctl: no answer from %s within %ld s (use --timeout to wait longer)\n",
                  opts->url, opts->timeout);
@@ -765,6 +788,253 @@ static int s_cmd_stop (const mc_ctl_options_t *opts, char **args)
     return s_module_action (opts, args[0], "POST", "stop", "stopped");
 }
 
+//  Prints one event as a line: time type source payload.
+static void s_print_event (const json_t *event)
+{
+    printf ("%s %s %s ", s_str (event, "timestamp", "-"), s_str (event, "type", "?"),
+            s_str (event, "source", "-"));
+    const json_t *payload = json_object_get (event, "payload");
+    char *text = payload ? json_dumps (payload, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    printf ("%s\n", text ? text : "{}");
+    free (text);
+}
+
+//  GET /events/recent?after=SEQ&limit=N: sets *events_p to the answer's "events" array
+//  (a new reference; the caller frees it). Returns the exit status.
+static int s_recent (const mc_ctl_options_t *opts, json_int_t after, long limit, json_t **events_p)
+{
+    char path[128];
+    snprintf (path, sizeof path, "/events/recent?after=%" JSON_INTEGER_FORMAT "&limit=%ld", after,
+              limit);
+    json_t *answer;
+    *events_p = NULL;
+    int rc = s_call (opts, "GET", path, NULL, true, &answer);
+    if (rc != MC_CTL_OK)
+        return rc;
+    json_t *events = json_object_get (answer, "events");
+    if (json_is_array (events))
+        *events_p = json_incref (events);
+    else
+        rc = s_unexpected ("no \"events\" array");
+    json_decref (answer);
+    return rc;
+}
+
+//  Prints events from index first on, as lines or (follow --json) as JSON lines, and
+//  remembers the last one's seq and id. Returns how many were printed.
+static size_t s_print_events (const mc_ctl_options_t *opts, json_t *events, size_t first,
+                              json_int_t *seq, char *id, size_t id_size)
+{
+    size_t count = json_array_size (events), printed = 0;
+    for (size_t index = first; index < count; index++) {
+        json_t *event = json_array_get (events, index);
+        if (opts->json) {
+            char *text = json_dumps (event, JSON_COMPACT);
+            puts (text ? text : "{}");
+            free (text);
+        } else
+            s_print_event (event);
+        *seq = s_int (event, "seq");
+        snprintf (id, id_size, "%s", s_str (event, "id", ""));
+        printed++;
+    }
+    fflush (stdout);
+    return printed;
+}
+
+//  events tail [-f] [-n N]: the last N events of the core's ring, oldest first; with -f
+//  then every second the new ones. -f waits for a core that went away, and follows a
+//  core that restarted (its seq went back) from its first event.
+static int s_cmd_events (const mc_ctl_options_t *given, char **args)
+{
+    mc_ctl_options_t copy = *given;
+    mc_ctl_options_t *opts = &copy; // quiet is set while the core is away
+    if (strcmp (args[0], "tail") != 0) {
+        fprintf (stderr, "modctl: unknown events command '%s' (try: events tail)\n", args[0]);
+        return MC_CTL_LOCAL_ERROR;
+    }
+    long lines = opts->lines ? opts->lines : MC_CTL_TAIL_LINES;
+    json_t *events;
+    int rc = s_recent (opts, 0, MC_CTL_RING, &events);
+    if (rc != MC_CTL_OK)
+        return rc;
+    size_t count = json_array_size (events);
+    size_t first = count > (size_t)lines ? count - (size_t)lines : 0;
+    json_int_t seq = 0;
+    char id[64] = "";
+    if (opts->json && !opts->follow) {
+        json_t *last = json_array ();
+        for (size_t index = first; index < count; index++)
+            json_array_append (last, json_array_get (events, index));
+        json_t *answer = json_pack ("{s:o}", "events", last);
+        s_print_json (answer);
+        json_decref (answer);
+    } else
+        s_print_events (opts, events, first, &seq, id, sizeof id);
+    json_decref (events);
+    while (opts->follow && rc == MC_CTL_OK) {
+        sleep (1);
+        rc = s_recent (opts, seq, MC_CTL_RING, &events);
+        if (rc == MC_CTL_UNREACHABLE) {
+            if (!opts->quiet)
+                fprintf (stderr, "modctl: waiting for modcored at %s to come back...\n", opts->url);
+            opts->quiet = true;
+            rc = MC_CTL_OK;
+            continue;
+        }
+        if (rc != MC_CTL_OK)
+            break;
+        if (opts->quiet)
+            fprintf (stderr, "modctl: modcored at %s is back\n", opts->url);
+        opts->quiet = false;
+        if (s_print_events (opts, events, 0, &seq, id, sizeof id) == 0 && seq > 0) {
+            //  Nothing new: is the last event seen still there, or did the core restart?
+            json_t *check;
+            rc = s_recent (opts, seq - 1, 1, &check);
+            json_t *same = json_array_get (check, 0);
+            if (rc == MC_CTL_OK && (!same || strcmp (s_str (same, "id", ""), id) != 0))
+                seq = 0;
+            if (rc == MC_CTL_UNREACHABLE) // gone again: the next poll says so
+                rc = MC_CTL_OK;
+            json_decref (check);
+        }
+        json_decref (events);
+    }
+    return rc;
+}
+
+//  Prints deliveries as a table: ID (short) MODULE EVENT STATUS ATTEMPTS LAST_ERROR.
+static void s_print_deliveries (const json_t *deliveries)
+{
+    enum { COLUMNS = 6 };
+    static const char *heads[COLUMNS] = {"ID",     "MODULE",   "EVENT",
+                                         "STATUS", "ATTEMPTS", "LAST_ERROR"};
+    int width[COLUMNS];
+    for (int column = 0; column < COLUMNS; column++)
+        width[column] = (int)strlen (heads[column]);
+    size_t count = json_array_size (deliveries);
+    char (*cells)[COLUMNS][160] = calloc (count + 1, sizeof *cells);
+    if (!cells)
+        abort ();
+    for (size_t index = 0; index < count; index++) {
+        const json_t *d = json_array_get (deliveries, index);
+        const char *error = s_str (d, "last_error", "");
+        snprintf (cells[index][0], 160, "%.8s", s_str (d, "delivery_id", "?"));
+        snprintf (cells[index][1], 160, "%s", s_str (d, "module", "?"));
+        snprintf (cells[index][2], 160, "%s", s_str (d, "event_type", "?"));
+        snprintf (cells[index][3], 160, "%s", s_str (d, "status", "?"));
+        snprintf (cells[index][4], 160, "%" JSON_INTEGER_FORMAT, s_int (d, "attempts"));
+        snprintf (cells[index][5], 160, "%s", *error ? error : "-");
+        for (int column = 0; column < COLUMNS - 1; column++)
+            if ((int)strlen (cells[index][column]) > width[column])
+                width[column] = (int)strlen (cells[index][column]);
+    }
+    printf ("%-*s  %-*s  %-*s  %-*s  %*s  %s\n", width[0], heads[0], width[1], heads[1], width[2],
+            heads[2], width[3], heads[3], width[4], heads[4], heads[5]);
+    for (size_t index = 0; index < count; index++)
+        printf ("%-*s  %-*s  %-*s  %-*s  %*s  %s\n", width[0], cells[index][0], width[1],
+                cells[index][1], width[2], cells[index][2], width[3], cells[index][3], width[4],
+                cells[index][4], cells[index][5]);
+    free (cells);
+}
+
+//  Finds the one dead or pending delivery whose id starts with prefix; copies its full
+//  id into id. Returns the exit status (1 when none or several match).
+static int s_delivery_resolve (const mc_ctl_options_t *opts, const char *prefix, char *id,
+                               size_t size)
+{
+    static const char *states[] = {"dead", "pending"};
+    size_t matches = 0;
+    for (size_t s = 0; s < 2; s++) {
+        char path[96];
+        snprintf (path, sizeof path, "/events/deliveries?status=%s&limit=1000", states[s]);
+        json_t *answer;
+        int rc = s_call (opts, "GET", path, NULL, true, &answer);
+        if (rc != MC_CTL_OK)
+            return rc;
+        json_t *deliveries = json_object_get (answer, "deliveries");
+        for (size_t index = 0; index < json_array_size (deliveries); index++) {
+            const char *full = s_str (json_array_get (deliveries, index), "delivery_id", "");
+            //  (one that went from dead to pending between the two calls counts once)
+            if (strncmp (full, prefix, strlen (prefix)) == 0 && strcmp (full, id) != 0) {
+                snprintf (id, size, "%s", full);
+                matches++;
+            }
+        }
+        json_decref (answer);
+    }
+    if (matches == 1)
+        return MC_CTL_OK;
+    fprintf (stderr,
+             matches ? "modctl: several deliveries start with '%s': give more of the id\n"
+                     : "modctl: no failed or pending delivery starts with '%s'\n",
+             prefix);
+    return MC_CTL_SERVER_ERROR;
+}
+
+//  deliveries [--failed|--pending|--delivered] [--module NAME]: the table;
+//  deliveries retry ID: retries one now.
+static int s_cmd_deliveries (const mc_ctl_options_t *opts, char **args)
+{
+    json_t *answer;
+    if (args[0]) {
+        if (strcmp (args[0], "retry") != 0) {
+            fprintf (stderr,
+                     "modctl: unknown deliveries command '%s' (try: deliveries retry "
+                     "ID)\n",
+                     args[0]);
+            return MC_CTL_LOCAL_ERROR;
+        }
+        const char *given = args[1];
+        size_t length = strlen (given);
+        if (length == 0 || length > 64 || strspn (given, "0123456789abcdef-") != length) {
+            fprintf (stderr, "modctl: '%s' is not a delivery id\n", given);
+            return MC_CTL_LOCAL_ERROR;
+        }
+        char id[80] = "";
+        snprintf (id, sizeof id, "%s", given);
+        if (length < 36) { // a short id from the table
+            id[0] = 0;
+            int rc = s_delivery_resolve (opts, given, id, sizeof id);
+            if (rc != MC_CTL_OK)
+                return rc;
+        }
+        char path[160];
+        snprintf (path, sizeof path, "/events/deliveries/%s/retry", id);
+        int rc = s_call (opts, "POST", path, NULL, true, &answer);
+        if (rc != MC_CTL_OK)
+            return rc;
+        if (opts->json)
+            s_print_json (answer);
+        else if (!json_is_object (answer))
+            rc = s_unexpected ("the delivery is not a JSON object");
+        else
+            printf ("retrying delivery %s (%s to %s): %s\n", s_str (answer, "delivery_id", id),
+                    s_str (answer, "event_type", "?"), s_str (answer, "module", "?"),
+                    s_str (answer, "status", "?"));
+        json_decref (answer);
+        return rc;
+    }
+    char path[256];
+    snprintf (path, sizeof path, "/events/deliveries?limit=1000%s%s%s%s",
+              opts->status ? "&status=" : "", opts->status ? opts->status : "",
+              opts->module ? "&module=" : "", opts->module ? opts->module : "");
+    int rc = s_call (opts, "GET", path, NULL, true, &answer);
+    if (rc != MC_CTL_OK)
+        return rc;
+    json_t *deliveries = json_object_get (answer, "deliveries");
+    if (!json_is_array (deliveries))
+        rc = s_unexpected ("no \"deliveries\" array");
+    else if (opts->json)
+        s_print_json (answer);
+    else if (json_array_size (deliveries) == 0)
+        puts ("no deliveries");
+    else
+        s_print_deliveries (deliveries);
+    json_decref (answer);
+    return rc;
+}
+
 //  help: the usage text on stdout.
 static int s_cmd_help (const mc_ctl_options_t *opts, char **args)
 {
@@ -773,14 +1043,24 @@ static int s_cmd_help (const mc_ctl_options_t *opts, char **args)
 }
 
 static const mc_ctl_command_t s_commands[] = {
-    {"status", 0, "", "core health and module counts", true, 30, s_cmd_status},
-    {"list", 0, "", "installed modules as a table", true, 30, s_cmd_list},
-    {"info", 1, "NAME", "one module's record", true, 30, s_cmd_info},
-    {"install", 1, "FILE.zip", "install a module and wait until it runs", true, 180, s_cmd_install},
-    {"uninstall", 1, "NAME", "stop and remove a module", true, 30, s_cmd_uninstall},
-    {"start", 1, "NAME", "start a module", true, 30, s_cmd_start},
-    {"stop", 1, "NAME", "stop a module", true, 30, s_cmd_stop},
-    {"help", 0, "", "show this text", false, 30, s_cmd_help},
+    {"status", 0, 0, 0, "", "core health and module counts", true, 30, s_cmd_status},
+    {"list", 0, 0, 0, "", "installed modules as a table", true, 30, s_cmd_list},
+    {"info", 1, 1, 0, "NAME", "one module's record", true, 30, s_cmd_info},
+    {"install", 1, 1, 0, "FILE.zip", "install a module and wait until it runs", true, 180,
+     s_cmd_install},
+    {"uninstall", 1, 1, 0, "NAME", "stop and remove a module", true, 30, s_cmd_uninstall},
+    {"start", 1, 1, 0, "NAME", "start a module", true, 30, s_cmd_start},
+    {"stop", 1, 1, 0, "NAME", "stop a module", true, 30, s_cmd_stop},
+    {"events", 1, 1, MC_CTL_OPT_FOLLOW | MC_CTL_OPT_LINES, "tail [-f] [-n N]",
+     "the last N events (default 20), one line each; -f: then follow new ones", true, 30,
+     s_cmd_events},
+    {"deliveries", 0, 0, MC_CTL_OPT_STATUS | MC_CTL_OPT_MODULE,
+     "[--failed|--pending|--delivered] [--module NAME]",
+     "webhook deliveries as a table, newest first", true, 30, s_cmd_deliveries},
+    {"deliveries", 2, 2, 0, "retry ID",
+     "retry a failed or pending delivery now (ID or a unique start of it)", true, 30,
+     s_cmd_deliveries},
+    {"help", 0, 0, 0, "", "show this text", false, 30, s_cmd_help},
 };
 
 //  Prints the usage text, built from the command table.
@@ -788,9 +1068,12 @@ static void s_usage (FILE *out)
 {
     fprintf (out, "usage: modctl [options] COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++) {
-        char left[64];
+        char left[128];
         snprintf (left, sizeof left, "%s %s", s_commands[i].name, s_commands[i].synopsis);
-        fprintf (out, "  %-20s %s\n", left, s_commands[i].summary);
+        if (strlen (left) > 20) // a long synopsis gets a line of its own
+            fprintf (out, "  %s\n  %-20s %s\n", left, "", s_commands[i].summary);
+        else
+            fprintf (out, "  %-20s %s\n", left, s_commands[i].summary);
     }
     fprintf (out,
              "\noptions:\n"
@@ -801,17 +1084,41 @@ static void s_usage (FILE *out)
              "  --json               print the server's JSON answer\n"
              "  --timeout SECONDS    request timeout (default 180 for install, 30 otherwise)\n"
              "  --version            print modctl's version\n"
+             "\ncommand options:\n"
+             "  -f, --follow         events tail: poll every second and print new events\n"
+             "  -n N                 events tail: how many recent events (1..1024)\n"
+             "  --failed, --pending, --delivered\n"
+             "                       deliveries: only those in this state (failed = dead)\n"
+             "  --module NAME        deliveries: only this module's\n"
              "\nexit status: 0 ok, 1 error answer from the server, 2 usage or local error,\n"
              "3 server not reachable\n");
 }
 
-//  Returns the command called name, or NULL.
-static const mc_ctl_command_t *s_command_find (const char *name)
+//  Returns the first command called name that takes argc arguments, else the first
+//  called name (for its usage line), or NULL.
+static const mc_ctl_command_t *s_command_find (const char *name, int argc)
 {
+    const mc_ctl_command_t *named = NULL;
     for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
-        if (strcmp (s_commands[i].name, name) == 0)
-            return &s_commands[i];
-    return NULL;
+        if (strcmp (s_commands[i].name, name) == 0) {
+            if (argc >= s_commands[i].min_args && argc <= s_commands[i].max_args)
+                return &s_commands[i];
+            if (!named)
+                named = &s_commands[i];
+        }
+    return named;
+}
+
+//  The name of the first option among bits, for messages.
+static const char *s_option_name (unsigned bits)
+{
+    if (bits & MC_CTL_OPT_FOLLOW)
+        return "-f/--follow";
+    if (bits & MC_CTL_OPT_LINES)
+        return "-n";
+    if (bits & MC_CTL_OPT_STATUS)
+        return "--failed/--pending/--delivered";
+    return "--module";
 }
 
 //  Copies a base URL into opts, without trailing '/' and without an /api/v1 suffix
@@ -833,7 +1140,18 @@ static bool s_set_url (mc_ctl_options_t *opts, const char *url)
 
 int main (int argc, char *argv[])
 {
-    enum { OPT_DATA_DIR = 1, OPT_URL, OPT_TOKEN, OPT_JSON, OPT_TIMEOUT, OPT_VERSION };
+    enum {
+        OPT_DATA_DIR = 1,
+        OPT_URL,
+        OPT_TOKEN,
+        OPT_JSON,
+        OPT_TIMEOUT,
+        OPT_VERSION,
+        OPT_FAILED,
+        OPT_PENDING,
+        OPT_DELIVERED,
+        OPT_MODULE
+    };
     static const struct option options[] = {{"data-dir", required_argument, NULL, OPT_DATA_DIR},
                                             {"url", required_argument, NULL, OPT_URL},
                                             {"token", required_argument, NULL, OPT_TOKEN},
@@ -841,6 +1159,11 @@ int main (int argc, char *argv[])
                                             {"timeout", required_argument, NULL, OPT_TIMEOUT},
                                             {"version", no_argument, NULL, OPT_VERSION},
                                             {"help", no_argument, NULL, 'h'},
+                                            {"follow", no_argument, NULL, 'f'},
+                                            {"failed", no_argument, NULL, OPT_FAILED},
+                                            {"pending", no_argument, NULL, OPT_PENDING},
+                                            {"delivered", no_argument, NULL, OPT_DELIVERED},
+                                            {"module", required_argument, NULL, OPT_MODULE},
                                             {NULL, 0, NULL, 0}};
 
     mc_ctl_options_t opts = {.data_dir = getenv ("MODCORE_DATA_DIR")};
@@ -855,9 +1178,41 @@ int main (int argc, char *argv[])
 
     opterr = 0;
     int option;
-    while ((option = getopt_long (argc, argv, ":h", options, NULL)) != -1) {
+    while ((option = getopt_long (argc, argv, ":hfn:", options, NULL)) != -1) {
         char *end;
         switch (option) {
+            case 'f':
+                opts.follow = true;
+                opts.given |= MC_CTL_OPT_FOLLOW;
+                break;
+            case 'n':
+                errno = 0;
+                opts.lines = strtol (optarg, &end, 10);
+                if (errno || *end || end == optarg || opts.lines < 1 || opts.lines > MC_CTL_RING) {
+                    fprintf (stderr, "modctl: -n needs a number of events in 1..%d\n", MC_CTL_RING);
+                    return MC_CTL_LOCAL_ERROR;
+                }
+                opts.given |= MC_CTL_OPT_LINES;
+                break;
+            case OPT_FAILED:
+            case OPT_PENDING:
+            case OPT_DELIVERED: {
+                const char *status = option == OPT_FAILED    ? "dead"
+                                     : option == OPT_PENDING ? "pending"
+                                                             : "delivered";
+                if (opts.status && strcmp (opts.status, status) != 0) {
+                    fprintf (stderr,
+                             "modctl: give at most one of --failed, --pending, --delivered\n");
+                    return MC_CTL_LOCAL_ERROR;
+                }
+                opts.status = status;
+                opts.given |= MC_CTL_OPT_STATUS;
+                break;
+            }
+            case OPT_MODULE:
+                opts.module = optarg;
+                opts.given |= MC_CTL_OPT_MODULE;
+                break;
             case OPT_DATA_DIR:
                 opts.data_dir = optarg;
                 break;
@@ -897,16 +1252,28 @@ int main (int argc, char *argv[])
         s_usage (stderr);
         return MC_CTL_LOCAL_ERROR;
     }
-    const mc_ctl_command_t *command = s_command_find (argv[optind]);
+    int nargs = argc - optind - 1;
+    const mc_ctl_command_t *command = s_command_find (argv[optind], nargs);
     if (!command) {
         fprintf (stderr, "modctl: unknown command '%s'\n", argv[optind]);
         s_usage (stderr);
         return MC_CTL_LOCAL_ERROR;
     }
-    if (argc - optind - 1 != command->argc) {
-        fprintf (stderr, "usage: modctl [options] %s %s\n", command->name, command->synopsis);
+    if (nargs < command->min_args || nargs > command->max_args) {
+        for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
+            if (strcmp (s_commands[i].name, command->name) == 0)
+                fprintf (stderr, "usage: modctl [options] %s %s\n", s_commands[i].name,
+                         s_commands[i].synopsis);
         return MC_CTL_LOCAL_ERROR;
     }
+    if (opts.given & ~command->options) {
+        fprintf (stderr, "modctl: %s does not apply to '%s%s%s'\n",
+                 s_option_name (opts.given & ~command->options), command->name, nargs ? " " : "",
+                 nargs ? argv[optind + 1] : "");
+        return MC_CTL_LOCAL_ERROR;
+    }
+    if (opts.module && s_check_name (opts.module))
+        return MC_CTL_LOCAL_ERROR;
     if (!s_set_url (&opts, url)) {
         fprintf (stderr, "modctl: the URL must start with http:// or https:// (got '%s')\n", url);
         return MC_CTL_LOCAL_ERROR;
