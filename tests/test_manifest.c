@@ -744,7 +744,7 @@ static void test_destroy_safe (void)
 static void test_sandbox_fields (void)
 {
     const char *base = "{\"name\":\"m1\",\"version\":\"1.0.0\",\"type\":\"UI\","
-                       "\"api_version\":\"1.0\",\"port\":8101,%s}";
+                       "\"api_version\":\"1.0\",\"port\":8101,\"permissions\":[],%s}";
     char text[512];
     snprintf (text, sizeof text, base, "\"network\":\"none\"");
     json_t *problems = NULL;
