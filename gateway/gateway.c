@@ -40,6 +40,7 @@ static const route_t s_routes[] = {
     {"POST", "/modules/{}/start", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_start},
     {"POST", "/modules/{}/stop", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_stop},
     {"DELETE", "/modules/{}", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_uninstall},
+    {"GET", "/modules/{}/logs", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_logs},
     {"GET", "/devices", AUTH_TOKEN, MC_PERM_DEVICE_READ, mc_api_devices_list},
     {"POST", "/devices", AUTH_TOKEN, MC_PERM_DEVICE_WRITE, mc_api_devices_create},
     {"GET", "/devices/{}", AUTH_TOKEN, MC_PERM_DEVICE_READ, mc_api_devices_get},
@@ -203,6 +204,7 @@ static void *s_init_thread (const struct mg_context *server, int thread_type)
     thread->webhook = mc_client_new ("webhook");
     thread->devices = mc_client_new ("devices");
     thread->auth = mc_client_new ("auth");
+    thread->sandbox = mc_client_new ("sandbox");
     return thread;
 }
 
@@ -216,6 +218,7 @@ static void s_exit_thread (const struct mg_context *server, int thread_type, voi
     zsock_destroy (&thread->webhook);
     zsock_destroy (&thread->devices);
     zsock_destroy (&thread->auth);
+    zsock_destroy (&thread->sandbox);
     free (thread);
 }
 
