@@ -1404,6 +1404,7 @@ static void s_stop_all (self_t *self)
             zclock_sleep (20);
     }
     mc_cgroups_cleanup (self->cgroups);
+    mc_cgroups_release (self->cgroups);
 }
 
 //  A core that was killed may have left .env.module files (a launch it did not see

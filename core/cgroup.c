@@ -388,6 +388,15 @@ int mc_cgroups_cleanup (mc_cgroups_t *self)
     return killed;
 }
 
+int mc_cgroups_release (mc_cgroups_t *self)
+{
+    int rc = 0;
+    for (int i = 0; i < 4; i++)
+        if (self->have[i] && rmdir (self->base[i]) != 0 && errno != ENOENT)
+            rc = -1;
+    return rc;
+}
+
 int mc_cgroups_stats (mc_cgroups_t *self, const char *name, mc_cgroup_stats_t *stats)
 {
     memset (stats, 0, sizeof *stats);

@@ -49,6 +49,10 @@ const char *mc_cgroups_describe (const mc_cgroups_t *self);
 //  that was killed) and removes the groups. Returns how many processes it killed.
 int mc_cgroups_cleanup (mc_cgroups_t *self);
 
+//  Removes this instance's (empty) group directories, at a clean shutdown after
+//  mc_cgroups_cleanup. Returns 0 if they are gone.
+int mc_cgroups_release (mc_cgroups_t *self);
+
 //  Creates (or reuses) the module's group and sets its limits. Fills dirs with the
 //  directories whose cgroup.procs the module must join (up to max). Returns the count
 //  of directories (0 with mode NONE), or -1 with the reason logged.
