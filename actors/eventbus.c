@@ -175,7 +175,8 @@ static bool s_publish (self_t *self, mc_request_t *req)
     int64_t now_ms = mc_time_unix_ms ();
     mc_time_iso_ms (now_ms, stamp, sizeof stamp);
     const char *source = pub->source && *pub->source ? pub->source : "core";
-    json_t *event = json_pack ("{s:s, s:s, s:s, s:s, s:o}", "id", id, "type", pub->type, "source",
+    //  "O": payload is read again below (module.unloaded), after event is freed.
+    json_t *event = json_pack ("{s:s, s:s, s:s, s:s, s:O}", "id", id, "type", pub->type, "source",
                                source, "timestamp", stamp, "payload", payload);
     char *json = json_dumps (event, JSON_COMPACT);
     json_decref (event);
@@ -263,6 +264,7 @@ static bool s_publish (self_t *self, mc_request_t *req)
         }
         zlistx_destroy (&keys);
     }
+    json_decref (payload);
     free (items);
     free (ptrs);
     free (ids);
@@ -314,6 +316,8 @@ static void s_on_webhook_reply (self_t *self)
 //  True if url is http://localhost:<port>/... or http://127.0.0.1:<port>/...
 static bool s_url_is_module_port (const char *url, uint32_t port)
 {
+    if (strcmp (url, "native:") == 0) // pushed down the module's native SDK session
+        return true;
     const char *rest = NULL;
     if (strncmp (url, "http://localhost:", 17) == 0)
         rest = url + 17;

@@ -22,7 +22,7 @@
     sandbox test, launch, wait for /health, COMMIT, DONE. Any failure before COMMIT
     undoes what was done (token revoked, files removed, RELEASE), so a failed install
     leaves nothing. A crash mid-install leaves at most a staging dir or a module dir
-    with no record; BOOT removes both.
+    with no record; the registry removes both at start, before the gateway opens.
 
     Supervision is the sandbox's: it restarts always_on modules, stops idle on_demand
     ones, detects crash loops, and tells this loop with RegistryStatus notifications,
@@ -163,6 +163,7 @@ typedef struct {
     zsock_t *sandbox;  // DEALER to sandbox
     zsock_t *eventbus; // DEALER to eventbus (module.loaded / module.unloaded)
     zsock_t *webhook;  // DEALER to webhook (signing secrets)
+    zsock_t *storage;  // DEALER to storage (the module's database, dropped on uninstall)
 } worker_t;
 
 //  Reports a step; returns the loop's reply (caller frees) or NULL if the actor is
@@ -455,6 +456,9 @@ static int s_issue (worker_t *w, const Mc__ModuleRecord *rec, char *token)
 static void s_install_undo (worker_t *w, const Mc__ModuleRecord *rec, const char *dest)
 {
     s_revoke (w, rec->name);
+    char key[128];
+    snprintf (key, sizeof key, "cli/%s", rec->name); // a spec it registered during its test run
+    mc_store_delete (w->saga->ctx->store, key, true);
     char *cred = s_cred_path (w->saga->ctx, rec->name);
     unlink (cred);
     free (cred);
@@ -613,6 +617,11 @@ static void s_saga_install (worker_t *w)
         s_install_undo (w, rec, NULL);
         goto cleanup;
     }
+    //  Its database dir exists from the start, so the sandbox always hides it (launch.c).
+    char *db_dir = s_path ("%s/db", dest);
+    if (mkdir (db_dir, 0700) != 0 && errno != EEXIST)
+        zsys_warning ("registry: cannot create %s: %s", db_dir, strerror (errno));
+    free (db_dir);
     mc_secret_generate (secret);
     if (s_issue (w, rec, token) != 0 || s_cred_store (ctx, rec->name, token, secret) != 0) {
         s_done (w, MC__STATUS__STATUS_INTERNAL, "CREDENTIALS_FAILED",
@@ -768,6 +777,16 @@ static void s_saga_uninstall (worker_t *w)
     env.body_case = MC__ENVELOPE__BODY_WEBHOOK_FORGET;
     env.webhook_forget = &forget;
     mc_env_free (s_ask (w, w->webhook, &env, 10000));
+    //  Its database goes with it; storage closes the handle before the files go.
+    Mc__StorageDrop drop = MC__STORAGE_DROP__INIT;
+    drop.module = rec->name;
+    env.body_case = MC__ENVELOPE__BODY_STORAGE_DROP;
+    env.storage_drop = &drop;
+    mc_env_t *dropped = s_ask (w, w->storage, &env, 10000);
+    if (!dropped || dropped->status != MC__STATUS__STATUS_OK)
+        zsys_warning ("registry: storage did not drop the database of %s; removing its files",
+                      rec->name);
+    mc_env_free (dropped);
     char *dir = s_path ("%s/modules/%s", ctx->config->data_dir, rec->name);
     char *cred = s_cred_path (ctx, rec->name);
     unlink (cred);
@@ -775,6 +794,8 @@ static void s_saga_uninstall (worker_t *w)
     char cfg_key[128];
     snprintf (cfg_key, sizeof cfg_key, "cfg/%s", rec->name);
     mc_store_delete (ctx->store, cfg_key, true); // its saved config goes with it
+    snprintf (cfg_key, sizeof cfg_key, "cli/%s", rec->name);
+    mc_store_delete (ctx->store, cfg_key, true); // and its CLI spec
     rec->status = MC__MODULE_STATUS__MODULE_REMOVED;
     rec->want_running = false;
     rec->pid = 0;
@@ -801,7 +822,8 @@ static void *s_worker_main (void *arg)
                   mc_client_new ("auth"),
                   mc_client_new ("sandbox"),
                   mc_client_new ("eventbus"),
-                  mc_client_new ("webhook")};
+                  mc_client_new ("webhook"),
+                  mc_client_new ("storage")};
     switch (w.saga->kind) {
         case SAGA_INSTALL:
             s_saga_install (&w);
@@ -822,6 +844,7 @@ static void *s_worker_main (void *arg)
     zsock_destroy (&w.sandbox);
     zsock_destroy (&w.eventbus);
     zsock_destroy (&w.webhook);
+    zsock_destroy (&w.storage);
     return NULL;
 }
 
@@ -1157,6 +1180,83 @@ static void s_on_config (self_t *self, mc_request_t *req)
     json_decref (saved);
 }
 
+//  --- module CLI specs ---------------------------------------------------------------
+
+//  REGISTER stores a module's spec durably (cli/<name>); GET returns one with the port
+//  and signing secret the gateway needs to invoke it; LIST returns all.
+static void s_on_cli (self_t *self, mc_request_t *req)
+{
+    Mc__RegistryCli *cli = req->env->registry_cli;
+    Mc__CliSpecs specs = MC__CLI_SPECS__INIT;
+    char *one = NULL;
+    char secret[MC_SECRET_LEN + 1] = "", token[MC_TOKEN_LEN + 1] = "";
+    zlistx_t *all = NULL;
+    if (cli->op != MC__REGISTRY_CLI__OP__LIST) {
+        Mc__ModuleRecord *rec = cli->module ? zhashx_lookup (self->records, cli->module) : NULL;
+        if ((!rec || !s_live (rec)) && cli->op == MC__REGISTRY_CLI__OP__REGISTER)
+            rec = s_installing (self, cli->module); // registering during its first launch
+        if (!rec || !s_live (rec)) {
+            mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                            MC__STATUS__STATUS_NOT_FOUND, "MODULE_NOT_FOUND",
+                            "no module named %s is installed", cli->module ? cli->module : "");
+            return;
+        }
+        char key[128];
+        snprintf (key, sizeof key, "cli/%s", rec->name);
+        if (cli->op == MC__REGISTRY_CLI__OP__REGISTER) {
+            const char *text = cli->spec_json ? cli->spec_json : "";
+            if (mc_store_put (self->ctx->store, key, text, strlen (text), true) != 0) {
+                mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                                MC__STATUS__STATUS_INTERNAL, "STORE_FAILED",
+                                "cannot store the CLI spec");
+                return;
+            }
+            one = strdup (text);
+        } else {
+            one = mc_store_get (self->ctx->store, key, NULL);
+            if (!one) {
+                mc_reply_error (self->router, req->routing_id, req->env->request_id,
+                                MC__STATUS__STATUS_NOT_FOUND, "NO_CLI",
+                                "module %s has registered no CLI commands", rec->name);
+                return;
+            }
+            s_cred_load (self->ctx, rec->name, token, secret);
+            specs.secret = secret;
+            specs.port = rec->port;
+            specs.running = rec->status == MC__MODULE_STATUS__MODULE_RUNNING;
+        }
+        specs.n_specs_json = 1;
+        specs.specs_json = &one;
+    } else {
+        all = zlistx_new ();
+        zlistx_set_destructor (all, (zlistx_destructor_fn *)zstr_free);
+        for (Mc__ModuleRecord *r = zhashx_first (self->records); r;
+             r = zhashx_next (self->records)) {
+            char key[128];
+            snprintf (key, sizeof key, "cli/%s", r->name);
+            char *text = s_live (r) ? mc_store_get (self->ctx->store, key, NULL) : NULL;
+            if (text)
+                zlistx_add_end (all, text);
+        }
+        specs.n_specs_json = zlistx_size (all);
+        specs.specs_json = calloc (specs.n_specs_json + 1, sizeof (char *));
+        size_t i = 0;
+        for (char *text = zlistx_first (all); text; text = zlistx_next (all))
+            specs.specs_json[i++] = text;
+    }
+    mc_env_t reply = MC__ENVELOPE__INIT;
+    reply.body_case = MC__ENVELOPE__BODY_CLI_SPECS;
+    reply.cli_specs = &specs;
+    mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
+    sodium_memzero (secret, sizeof secret);
+    sodium_memzero (token, sizeof token);
+    free (one);
+    if (all) {
+        free (specs.specs_json);
+        zlistx_destroy (&all);
+    }
+}
+
 static int s_cmp_name (const void *a, const void *b)
 {
     return strcmp ((*(Mc__ModuleRecord *const *)a)->name, (*(Mc__ModuleRecord *const *)b)->name);
@@ -1361,6 +1461,9 @@ static void s_on_request (self_t *self)
         case MC__ENVELOPE__BODY_REGISTRY_CONFIG:
             s_on_config (self, req);
             break;
+        case MC__ENVELOPE__BODY_REGISTRY_CLI:
+            s_on_cli (self, req);
+            break;
             MC_CASES_NOT_FOR_REGISTRY
             mc_reply_error (self->router, req->routing_id, env->request_id,
                             MC__STATUS__STATUS_BAD_REQUEST, "UNSUPPORTED",
@@ -1371,9 +1474,9 @@ static void s_on_request (self_t *self)
         mc_request_destroy (&req);
 }
 
-//  BOOT: clear what a crash left behind, then bring back the always_on modules that
-//  were running.
-static void s_boot (self_t *self)
+//  Clears what a crash left behind: everything in <data>/tmp, and module dirs that no
+//  live record owns. Runs at actor start, before the gateway accepts any request.
+static void s_clean_leftovers (self_t *self)
 {
     const char *data = self->ctx->config->data_dir;
     char *tmp = s_path ("%s/tmp", data);
@@ -1405,7 +1508,12 @@ static void s_boot (self_t *self)
     if (dir)
         closedir (dir);
     free (modules);
+}
 
+//  BOOT: bring back the always_on modules that were running. (What a crash left
+//  behind was cleared by s_clean_leftovers before the gateway opened.)
+static void s_boot (self_t *self)
+{
     zlistx_t *names = zhashx_keys (self->records);
     for (char *name = zlistx_first (names); name; name = zlistx_next (names)) {
         Mc__ModuleRecord *rec = zhashx_lookup (self->records, name);
@@ -1480,6 +1588,9 @@ void mc_registry_actor (zsock_t *pipe, void *args)
         return;
     }
     zsys_info ("registry: %zu module records loaded", zhashx_size (self->records));
+    //  Before the gateway opens: an install that arrives before BOOT has its upload in
+    //  <data>/tmp and its tree in <data>/modules, and must not be swept away as a leftover.
+    s_clean_leftovers (self);
     mc_actor_ready (pipe, 0);
     zpoller_t *poller = zpoller_new (pipe, self->router, NULL);
     while (!self->terminated) {

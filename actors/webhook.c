@@ -40,6 +40,7 @@
 #include "core/actor.h"
 #include "core/context.h"
 #include "core/fsutil.h"
+#include "core/metrics.h"
 #include "envelope_cases.h"
 
 #define KEEP_DELIVERED   1000
@@ -62,8 +63,9 @@ struct attempt_t {
     self_t *owner;              // the actor
     queue_t *queue;             // whose head is attempted
     Mc__Delivery *delivery;     // the head (borrowed from the queue)
-    CURL *easy;                 // the transfer
+    CURL *easy;                 // the transfer (HTTP), or NULL (native push)
     struct curl_slist *headers; // request headers
+    uint64_t native_call;       // the SdkPush call id (native push), or 0
     long retry_after_s;         // from a 429's Retry-After, or -1
 };
 
@@ -83,6 +85,8 @@ struct self_t {
     int curl_timer;      // zloop timer id for curl's timeout, or -1
     zhashx_t *queues;    // subscription id -> queue_t *
     zhashx_t *secrets;   // module -> secret (64 ASCII chars, owned)
+    zhashx_t *native;    // SdkPush call id (string) -> attempt_t * (pushes in flight)
+    zsock_t *sdk;        // DEALER to the sdk actor (native pushes; replies in the loop)
     zhashx_t *delivered; // module -> zlistx of store keys of DELIVERED records, oldest first
     uint64_t next_seq;   // seq of the next outbox record
     size_t in_flight;    // attempts running
@@ -113,12 +117,12 @@ void mc_webhook_sign_selena (const char *secret, const uint8_t *body, size_t len
 void mc_webhook_sign_standard (const char *secret, const char *id, int64_t timestamp,
                                const uint8_t *body, size_t len, char *out)
 {
-    char prefix[128];
-    int n = snprintf (prefix, sizeof prefix, "%s.%lld.", id, (long long)timestamp);
+    char stamp[32];
+    int n = snprintf (stamp, sizeof stamp, ".%lld.", (long long)timestamp);
     uint8_t mac[crypto_auth_hmacsha256_BYTES];
-    const uint8_t *parts[] = {(const uint8_t *)prefix, body};
-    size_t lens[] = {(size_t)n, len};
-    s_hmac (secret, parts, lens, 2, mac);
+    const uint8_t *parts[] = {(const uint8_t *)id, (const uint8_t *)stamp, body};
+    size_t lens[] = {strlen (id), (size_t)n, len};
+    s_hmac (secret, parts, lens, 3, mac);
     memcpy (out, "v1,", 3);
     sodium_bin2base64 (out + 3, 49, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
 }
@@ -297,9 +301,15 @@ static void s_kick (self_t *self, queue_t *queue);
 //  free_it); its delivery stays at the head of its queue.
 static void s_abandon (self_t *self, attempt_t *attempt, bool free_it)
 {
-    curl_multi_remove_handle (self->multi, attempt->easy);
-    curl_easy_cleanup (attempt->easy);
-    curl_slist_free_all (attempt->headers);
+    if (attempt->easy) {
+        curl_multi_remove_handle (self->multi, attempt->easy);
+        curl_easy_cleanup (attempt->easy);
+        curl_slist_free_all (attempt->headers);
+    } else {
+        char key[24];
+        snprintf (key, sizeof key, "%" PRIu64, attempt->native_call);
+        zhashx_delete (self->native, key); // a late reply finds nothing
+    }
     attempt->queue->in_flight = false;
     attempt->queue->attempt = NULL;
     self->in_flight--;
@@ -319,6 +329,26 @@ static void s_attempt (self_t *self, queue_t *queue)
     attempt->queue = queue;
     attempt->delivery = d;
     attempt->retry_after_s = -1;
+    if (strcmp (d->url, "native:") == 0) {
+        //  A native subscription: pushed down the module's SDK session, ACKed there.
+        Mc__SdkPush push = MC__SDK_PUSH__INIT;
+        push.module = d->module;
+        push.delivery_id = d->id;
+        push.json = d->body;
+        push.attempt = d->attempts + 1;
+        push.timeout_ms = self->ctx->config->webhook_timeout_ms;
+        mc_env_t env = MC__ENVELOPE__INIT;
+        env.body_case = MC__ENVELOPE__BODY_SDK_PUSH;
+        env.sdk_push = &push;
+        attempt->native_call = mc_send_request (self->sdk, &env);
+        char key[24];
+        snprintf (key, sizeof key, "%" PRIu64, attempt->native_call);
+        zhashx_insert (self->native, key, attempt);
+        queue->in_flight = true;
+        queue->attempt = attempt;
+        self->in_flight++;
+        return;
+    }
     int64_t now = mc_time_unix ();
     char line[256], selena[80], standard[64];
     mc_webhook_sign_selena (secret, d->body.data, d->body.len, selena);
@@ -382,23 +412,26 @@ static void s_dead (self_t *self, queue_t *queue, const char *why, bool publish)
                                    "event_id", d->event_id, "event_type", d->event_type, "module",
                                    d->module, "subscription_id", d->subscription_id, "attempts",
                                    (int)d->attempts, "last_error", why));
+    mc_metrics_delivery (MC_DELIVERY_DEAD);
+    mc_metrics_outbox_add (-1);
     zlistx_delete (queue->pending, zlistx_cursor (queue->pending));
 }
 
 //  An attempt is over: decide the head's fate, then go on with the queue.
-static void s_finish (self_t *self, attempt_t *attempt, CURLcode result)
+//  An attempt is over: code is the HTTP status (200 for an ACKed push), or 0 when no
+//  answer came, with failure saying why.
+static void s_finish (self_t *self, attempt_t *attempt, long code, const char *failure)
 {
     queue_t *queue = attempt->queue;
     Mc__Delivery *d = attempt->delivery;
-    long code = 0;
-    curl_easy_getinfo (attempt->easy, CURLINFO_RESPONSE_CODE, &code);
+    bool answered = code > 0;
     s_abandon (self, attempt, false);
     int64_t now = mc_time_unix_ms ();
     d->attempts++;
     d->last_status_code = (int32_t)code;
     d->updated_ms = now;
     char why[256];
-    if (result == CURLE_OK && code >= 200 && code < 300) {
+    if (answered && code >= 200 && code < 300) {
         d->status = MC__DELIVERY_STATUS__DELIVERY_DELIVERED;
         s_set_error (d, "");
         s_save (self, d, false); // a lost "delivered" only means one more (allowed) duplicate
@@ -406,7 +439,9 @@ static void s_finish (self_t *self, attempt_t *attempt, CURLcode result)
         s_key (d, key, sizeof key);
         s_remember_delivered (self, d->module, key);
         zlistx_delete (queue->pending, zlistx_cursor (queue->pending));
-    } else if (result == CURLE_OK && code == 410) {
+        mc_metrics_delivery (MC_DELIVERY_DELIVERED);
+        mc_metrics_outbox_add (-1);
+    } else if (answered && code == 410) {
         //  The receiver says this subscription is gone: drop it and its backlog.
         Mc__EventUnsubscribe unsub = MC__EVENT_UNSUBSCRIBE__INIT;
         unsub.subscription_id = queue->subscription_id;
@@ -416,12 +451,13 @@ static void s_finish (self_t *self, attempt_t *attempt, CURLcode result)
         mc_notify (self->eventbus, &env);
         zsys_info ("webhook: %s answered 410, subscription %s removed", d->module,
                    queue->subscription_id);
+        mc_metrics_delivery (MC_DELIVERY_GONE);
         s_dead (self, queue, "410 Gone: the subscription was removed", false);
         while (zlistx_first (queue->pending))
             s_dead (self, queue, "the subscription was removed (410 Gone)", false);
     } else {
-        if (result != CURLE_OK)
-            snprintf (why, sizeof why, "%s", curl_easy_strerror (result));
+        if (!answered)
+            snprintf (why, sizeof why, "%s", failure ? failure : "no answer");
         else if (code >= 300 && code < 400)
             snprintf (why, sizeof why, "HTTP %ld (redirects are not followed)", code);
         else
@@ -431,7 +467,7 @@ static void s_finish (self_t *self, attempt_t *attempt, CURLcode result)
         uint64_t delay =
             mc_webhook_backoff_ms (d->attempts, cfg->webhook_retry_base_ms,
                                    cfg->webhook_retry_cap_ms, randombytes_uniform (1000000) / 1e6);
-        if (result == CURLE_OK && code == 429 && attempt->retry_after_s >= 0) {
+        if (code == 429 && attempt->retry_after_s >= 0) {
             delay = (uint64_t)attempt->retry_after_s * 1000;
             if (delay > cfg->webhook_retry_cap_ms)
                 delay = cfg->webhook_retry_cap_ms;
@@ -443,6 +479,7 @@ static void s_finish (self_t *self, attempt_t *attempt, CURLcode result)
         } else {
             d->next_attempt_ms = now + (int64_t)delay;
             s_save (self, d, false);
+            mc_metrics_delivery (MC_DELIVERY_RETRIED);
         }
     }
     free (attempt);
@@ -467,7 +504,10 @@ static void s_check_multi (self_t *self)
         if (msg->msg == CURLMSG_DONE) {
             attempt_t *attempt = NULL;
             curl_easy_getinfo (msg->easy_handle, CURLINFO_PRIVATE, (char **)&attempt);
-            s_finish (self, attempt, msg->data.result);
+            long code = 0;
+            if (msg->data.result == CURLE_OK)
+                curl_easy_getinfo (attempt->easy, CURLINFO_RESPONSE_CODE, &code);
+            s_finish (self, attempt, code, curl_easy_strerror (msg->data.result));
         }
 }
 
@@ -594,6 +634,7 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
         if (ok) {
             queue_t *queue = s_queue (self, d->subscription_id);
             zlistx_add_end (queue->pending, d);
+            mc_metrics_outbox_add (1);
         } else
             mc__delivery__free_unpacked (d, NULL);
     }
@@ -650,6 +691,7 @@ static void s_on_forget (self_t *self, mc_request_t *req)
             if (head && strcmp (head->module, module) == 0) {
                 if (queue->attempt)
                     s_abandon (self, queue->attempt, true);
+                mc_metrics_outbox_add (-(int64_t)zlistx_size (queue->pending));
                 zlistx_purge (queue->pending);
             }
         }
@@ -770,6 +812,7 @@ static void s_on_retry (self_t *self, mc_request_t *req)
             free (buf);
             mc_store_batch_write (self->ctx->store, &batch, true);
             zlistx_add_end (queue->pending, s_dup (d));
+            mc_metrics_outbox_add (1);
         }
         s_kick (self, queue);
         d->body.len = 0;
@@ -822,6 +865,27 @@ static int s_on_request (zloop_t *loop, zsock_t *reader, void *arg)
     return 0;
 }
 
+//  The sdk actor's answer to a push: ACKed (OK) or not (NOT_CONNECTED, NACK, TIMEOUT).
+static int s_on_sdk (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    self_t *self = arg;
+    zframe_t *frame = zframe_recv (self->sdk);
+    mc_env_t *reply = mc_env_unpack (frame);
+    zframe_destroy (&frame);
+    if (!reply)
+        return 0;
+    char key[24];
+    snprintf (key, sizeof key, "%" PRIu64, reply->request_id);
+    attempt_t *attempt = zhashx_lookup (self->native, key);
+    if (attempt) {
+        char why[300];
+        snprintf (why, sizeof why, "native push: %s", reply->detail ? reply->detail : "failed");
+        s_finish (self, attempt, reply->status == MC__STATUS__STATUS_OK ? 200 : 0, why);
+    }
+    mc_env_free (reply);
+    return 0;
+}
+
 static int s_on_pipe (zloop_t *loop, zsock_t *reader, void *arg)
 {
     char *command = zstr_recv (reader);
@@ -843,6 +907,7 @@ static int s_load_one (const char *key, size_t klen, const void *value, size_t v
         self->next_seq = d->seq + 1;
     if (d->status == MC__DELIVERY_STATUS__DELIVERY_PENDING) {
         zlistx_add_end (s_queue (self, d->subscription_id)->pending, d);
+        mc_metrics_outbox_add (1);
         return 0;
     }
     if (d->status == MC__DELIVERY_STATUS__DELIVERY_DELIVERED)
@@ -861,6 +926,8 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     self->router = mc_actor_bind ("webhook");
     self->eventbus = mc_client_new ("eventbus");
     self->registry = mc_client_new ("registry");
+    self->sdk = mc_client_new ("sdk");
+    self->native = zhashx_new ();
     self->loop = zloop_new ();
     self->queues = zhashx_new ();
     zhashx_set_destructor (self->queues, s_queue_free);
@@ -883,6 +950,7 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
         zsys_info ("webhook: %zu pending deliveries in the outbox", pending);
         zloop_reader (self->loop, pipe, s_on_pipe, self);
         zloop_reader (self->loop, self->router, s_on_request, self);
+        zloop_reader (self->loop, self->sdk, s_on_sdk, self);
         zloop_timer (self->loop, 100, 0, s_on_tick, self);
         zloop_set_nonstop (self->loop, true);
         zloop_start (self->loop);
@@ -899,5 +967,7 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     zsock_destroy (&self->router);
     zsock_destroy (&self->eventbus);
     zsock_destroy (&self->registry);
+    zsock_destroy (&self->sdk);
+    zhashx_destroy (&self->native);
     free (self);
 }

@@ -1,5 +1,8 @@
 #include "core/actor.h"
 
+#include "core/metrics.h"
+#include "core/ratelimit.h"
+
 #include <assert.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,7 +20,8 @@ zsock_t *mc_client_new (const char *actor)
     if (zsock_connect (sock, "%s", endpoint) != 0) {
         zsys_error ("actor: cannot connect to %s", endpoint);
         zsock_destroy (&sock);
-    }
+    } else
+        mc_metrics_client_register (sock, mc_metrics_actor_id (actor));
     return sock;
 }
 
@@ -28,6 +32,7 @@ zsock_t *mc_actor_bind (const char *actor)
     zsock_set_linger (sock, 0);
     //  Replies to a client that went away are dropped, never block the actor.
     zsock_set_router_mandatory (sock, 0);
+    mc_metrics_set_thread_actor (actor); // this thread is that actor
     if (zsock_bind (sock, MC_ENDPOINT_PREFIX "%s", actor) != 0) {
         zsys_error ("%s: cannot bind %s%s", actor, MC_ENDPOINT_PREFIX, actor);
         zsock_destroy (&sock);
@@ -67,6 +72,7 @@ mc_env_t *mc_call_cancellable (zsock_t *client, mc_env_t *req, int timeout_ms,
 {
     req->request_id = atomic_fetch_add (&s_next_request_id, 1);
     zframe_t *frame = mc_env_pack (req);
+    mc_metrics_actor_sent (mc_metrics_client_actor (client));
     if (zframe_send (&frame, client, 0) != 0) {
         zframe_destroy (&frame);
         return NULL;
@@ -104,6 +110,7 @@ uint64_t mc_send_request (zsock_t *client, mc_env_t *req)
 {
     req->request_id = atomic_fetch_add (&s_next_request_id, 1);
     zframe_t *frame = mc_env_pack (req);
+    mc_metrics_actor_sent (mc_metrics_client_actor (client));
     if (zframe_send (&frame, client, 0) != 0) {
         zframe_destroy (&frame);
         return 0;
@@ -115,6 +122,7 @@ int mc_notify (zsock_t *client, mc_env_t *env)
 {
     env->request_id = 0;
     zframe_t *frame = mc_env_pack (env);
+    mc_metrics_actor_sent (mc_metrics_client_actor (client));
     int rc = zframe_send (&frame, client, ZFRAME_DONTWAIT);
     zframe_destroy (&frame);
     return rc;
@@ -125,6 +133,7 @@ mc_request_t *mc_request_recv (zsock_t *router)
     zmsg_t *msg = zmsg_recv (router);
     if (!msg)
         return NULL;
+    mc_metrics_actor_received (mc_metrics_thread_actor ());
     zframe_t *id = zmsg_pop (msg);
     zframe_t *body = zmsg_pop (msg);
     zmsg_destroy (&msg);
@@ -145,6 +154,7 @@ mc_request_t *mc_request_recv (zsock_t *router)
     assert (self);
     self->routing_id = id;
     self->env = env;
+    self->received_ns = mc_clock_mono_ns ();
     return self;
 }
 
@@ -152,6 +162,9 @@ void mc_request_destroy (mc_request_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
+    //  A request is done when it is freed: answered, or dropped by its actor.
+    mc_metrics_actor_handled (mc_metrics_thread_actor (),
+                              mc_clock_mono_ns () - (*self_p)->received_ns);
     zframe_destroy (&(*self_p)->routing_id);
     mc_env_free ((*self_p)->env);
     free (*self_p);
@@ -215,6 +228,8 @@ int mc_status_http (Mc__Status status)
             return 504;
         case MC__STATUS__STATUS_TOO_LARGE:
             return 413;
+        case MC__STATUS__STATUS_INSUFFICIENT_STORAGE:
+            return 507;
         case _MC__STATUS_IS_INT_SIZE:
             break;
     }

@@ -45,6 +45,7 @@ int mc_notify (zsock_t *client, mc_env_t *env);
 typedef struct {
     zframe_t *routing_id; // who asked (owned)
     mc_env_t *env;        // what was asked (owned); NULL if the frame did not decode
+    uint64_t received_ns; // when the actor took it (for the handling-time metric)
 } mc_request_t;
 
 //  Receives one request. A frame that does not decode as an Envelope is logged and

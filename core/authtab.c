@@ -148,6 +148,22 @@ mc_auth_result_t mc_authtab_check (mc_authtab_t *self, const char *token, size_t
     return result;
 }
 
+bool mc_authtab_lookup (mc_authtab_t *self, const char *token, size_t len, int64_t now_unix,
+                        mc_principal_t *principal)
+{
+    uint8_t hash[MC_HASH_LEN];
+    mc_token_hash (token, len, hash);
+    pthread_rwlock_rdlock (&self->lock);
+    entry_t *e = self->slots[s_slot (self, hash)];
+    while (e && memcmp (e->hash, hash, MC_HASH_LEN) != 0)
+        e = e->next;
+    bool found = e && (e->principal.expires_at == 0 || now_unix < e->principal.expires_at);
+    if (found && principal)
+        *principal = e->principal;
+    pthread_rwlock_unlock (&self->lock);
+    return found;
+}
+
 const mc_ratelimit_t *mc_authtab_limit (mc_authtab_t *self)
 {
     return &self->limit;

@@ -48,11 +48,15 @@ mc_config_t *mc_config_new (void)
     self->health_failures = 3;
     self->health_grace_ms = 30000;
     self->idle_stop_ms = 300000;
+    self->sdk_workers = 4;
     self->webhook_timeout_ms = 5000;
     self->webhook_retry_base_ms = 1000;
     self->webhook_retry_cap_ms = 3600000;
     self->webhook_max_age_s = 86400;
     mc_zipx_limits_default (&self->zip_limits);
+    self->storage_max_open = 64;
+    self->storage_max_keys = 10000;
+    self->storage_max_bytes = 16ull << 20;
     self->modules = json_object ();
     return self;
 }
@@ -68,6 +72,8 @@ void mc_config_destroy (mc_config_t **self_p)
     free (self->isolation);
     free (self->bwrap);
     free (self->module_user);
+    free (self->sdk_endpoint);
+    free (self->sdk_tcp_endpoint);
     free (self->config_path);
     json_decref (self->modules);
     free (self);
@@ -135,7 +141,8 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
     int rc = -1;
     uint64_t v;
     static const char *const top[] = {"core",    "gateway", "rate_limit", "sandbox",
-                                      "install", "webhook", "modules",    NULL};
+                                      "install", "webhook", "storage",    "sdk",
+                                      "metrics", "modules", NULL};
     if (s_known (root, "top level", top, err))
         goto done;
     json_t *core = json_object_get (root, "core");
@@ -320,6 +327,55 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
             *fields[i].field = (uint32_t)v;
         }
     }
+    json_t *st = json_object_get (root, "storage");
+    if (st) {
+        static const char *const keys[] = {"max_open", "max_keys", "max_bytes", NULL};
+        if (s_known (st, "storage", keys, err))
+            goto done;
+        v = self->storage_max_open;
+        if (s_uint (st, "storage", "max_open", 1, 4096, 1, &v, err) ||
+            s_uint (st, "storage", "max_keys", 1, 100000000, 1, &self->storage_max_keys, err) ||
+            s_uint (st, "storage", "max_bytes", 1024, 1ull << 40, 1, &self->storage_max_bytes, err))
+            goto done;
+        self->storage_max_open = (uint32_t)v;
+    }
+    json_t *sdk = json_object_get (root, "sdk");
+    if (sdk) {
+        static const char *const keys[] = {"endpoint", "tcp_endpoint", "workers", NULL};
+        if (s_known (sdk, "sdk", keys, err))
+            goto done;
+        const char *names[] = {"endpoint", "tcp_endpoint"};
+        char **fields[] = {&self->sdk_endpoint, &self->sdk_tcp_endpoint};
+        for (size_t i = 0; i < 2; i++) {
+            json_t *e = json_object_get (sdk, names[i]);
+            if (e && (!json_is_string (e) || (strncmp (json_string_value (e), "ipc://", 6) != 0 &&
+                                              strncmp (json_string_value (e), "tcp://", 6) != 0))) {
+                mc_error_set (err, "CONFIG_INVALID", "[sdk] %s must be an ipc:// or tcp:// string",
+                              names[i]);
+                goto done;
+            }
+            if (e) {
+                free (*fields[i]);
+                *fields[i] = strdup (json_string_value (e));
+            }
+        }
+        v = (uint64_t)self->sdk_workers;
+        if (s_uint (sdk, "sdk", "workers", 1, 64, 1, &v, err))
+            goto done;
+        self->sdk_workers = (int)v;
+    }
+    json_t *metrics = json_object_get (root, "metrics");
+    if (metrics) {
+        static const char *const keys[] = {"loopback_open", NULL};
+        if (s_known (metrics, "metrics", keys, err))
+            goto done;
+        json_t *open = json_object_get (metrics, "loopback_open");
+        if (open && !json_is_boolean (open)) {
+            mc_error_set (err, "CONFIG_INVALID", "[metrics] loopback_open must be true or false");
+            goto done;
+        }
+        self->metrics_loopback_open = json_is_true (open);
+    }
     json_t *modules = json_object_get (root, "modules");
     if (modules) {
         const char *name;
@@ -362,6 +418,9 @@ int mc_config_finish (mc_config_t *self, mc_error_t *err)
         return mc_error_set (err, "CONFIG_INVALID", "data dir path is too long");
     while (n > 1 && self->data_dir[n - 1] == '/')
         self->data_dir[--n] = 0;
+    if (!self->sdk_endpoint &&
+        asprintf (&self->sdk_endpoint, "ipc://%s/run/modcore.sock", self->data_dir) < 0)
+        abort ();
     if (!self->launcher) {
         char exe[PATH_MAX];
         ssize_t len = readlink ("/proc/self/exe", exe, sizeof exe - 1);

@@ -4,6 +4,7 @@
 #define MC_CONFIG_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -28,6 +29,13 @@ typedef struct {
     uint32_t webhook_retry_cap_ms;  // [webhook] retry_cap_ms; longest delay, default 1 h
     uint32_t webhook_max_age_s;     // [webhook] max_age_s; then dead-lettered, default 1 day
     mc_zipx_limits_t zip_limits;    // [install] max_entries, max_total_mb, max_entry_mb, max_ratio
+    uint32_t storage_max_open;      // [storage] max_open; module databases open at once, default 64
+    uint64_t storage_max_keys;      // [storage] max_keys; per module, default 10,000
+    uint64_t storage_max_bytes;     // [storage] max_bytes; keys + values per module, default 16 MiB
+    char *sdk_endpoint;             // [sdk] endpoint; default ipc://<data>/run/modcore.sock
+    char *sdk_tcp_endpoint;         // [sdk] tcp_endpoint; tcp:// with CURVE, default none
+    int sdk_workers;                // [sdk] workers; threads serving native requests, default 4
+    bool metrics_loopback_open;     // [metrics] loopback_open; scrapes from 127.0.0.1 need no token
     char *launcher;                 // [sandbox] launcher; default modcore-launch beside modcored
     char *isolation;                // [sandbox] isolation; "bwrap" (default) or "none" (unsafe)
     char *bwrap;                    // [sandbox] bwrap; bubblewrap path, default /usr/bin/bwrap

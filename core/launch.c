@@ -455,6 +455,14 @@ static void s_exec_bwrap (const opts_t *o)
     s_add (&a, "--bind");
     s_add (&a, data_dir);
     s_add (&a, data_dir);
+    //  The module's own database (<dir>/db, the storage actor's LevelDB) is the core's:
+    //  hidden, so a module can neither read nor corrupt it behind the storage API.
+    char *db_dir = s_fmt ("%s/db", o->dir, NULL);
+    struct stat db_st;
+    if (lstat (db_dir, &db_st) == 0 && S_ISDIR (db_st.st_mode)) {
+        s_add (&a, "--tmpfs");
+        s_add (&a, db_dir);
+    }
     char *run = s_fmt ("%s/run", o->data, NULL);
     s_add (&a, "--ro-bind-try");
     s_add (&a, run);

@@ -1,12 +1,12 @@
 /*  modcored: the module host core.
 
     Start-up order: config, data dir layout, store, seal key, then the actors in
-    dependency order (auth, webhook, eventbus, devices, sandbox,
+    dependency order (auth, webhook, eventbus, devices, storage, sandbox,
     registry), then the gateway; then the
    registry is told to BOOT (bring back always_on modules, which call the gateway as they start).
     Shutdown (SIGTERM/SIGINT) in reverse: gateway first, so nothing new comes in, then
-    registry, sandbox (which stops every module process), devices, eventbus, webhook, auth,
-    store. */
+    registry, sandbox (which stops every module process), storage, devices, eventbus, webhook,
+    auth, store. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
@@ -22,12 +22,14 @@
 #include "actors/eventbus.h"
 #include "actors/registry.h"
 #include "actors/sandbox.h"
+#include "actors/storage.h"
 #include "actors/webhook.h"
 #include "core/actor.h"
 #include "core/config.h"
 #include "core/context.h"
 #include "core/fsutil.h"
 #include "gateway/gateway.h"
+#include "gateway/sdk.h"
 
 static void s_usage (FILE *out)
 {
@@ -152,8 +154,8 @@ int main (int argc, char **argv)
     ctx.authtab = mc_authtab_new (config->rate_limit, config->rate_burst);
 
     int rc = 1;
-    zactor_t *auth = NULL, *webhook = NULL, *eventbus = NULL, *devices = NULL, *sandbox = NULL,
-             *registry = NULL;
+    zactor_t *auth = NULL, *webhook = NULL, *eventbus = NULL, *devices = NULL, *storage = NULL,
+             *sandbox = NULL, *registry = NULL;
     mc_gateway_t *gateway = NULL;
     auth = mc_actor_start ("auth", mc_auth_actor, &ctx);
     if (auth)
@@ -163,10 +165,13 @@ int main (int argc, char **argv)
     if (eventbus)
         devices = mc_actor_start ("devices", mc_devices_actor, &ctx);
     if (devices)
+        storage = mc_actor_start ("storage", mc_storage_actor, &ctx);
+    if (storage)
         sandbox = mc_actor_start ("sandbox", mc_sandbox_actor, &ctx);
     if (sandbox)
         registry = mc_actor_start ("registry", mc_registry_actor, &ctx);
-    if (registry) {
+    zactor_t *sdk = registry ? mc_actor_start ("sdk", mc_sdk_actor, &ctx) : NULL;
+    if (sdk) {
         gateway = mc_gateway_start (&ctx, &err);
         if (!gateway)
             fprintf (stderr, "modcored: %s\n", err.detail);
@@ -182,8 +187,10 @@ int main (int argc, char **argv)
         rc = 0;
     }
     mc_gateway_stop (&gateway);
+    zactor_destroy (&sdk);
     zactor_destroy (&registry);
     zactor_destroy (&sandbox);
+    zactor_destroy (&storage);
     zactor_destroy (&devices);
     zactor_destroy (&eventbus);
     zactor_destroy (&webhook);

@@ -105,16 +105,35 @@ int mc_store_delete (mc_store_t *self, const char *key, bool sync)
     return error ? s_failed ("delete", key, error) : 0;
 }
 
+//  LevelDB's default order: bytewise, then shorter first.
+static int s_compare (const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp (a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
 int mc_store_scan (mc_store_t *self, const char *prefix, mc_store_scan_fn *fn, void *arg)
 {
+    return mc_store_scan_after (self, prefix, NULL, fn, arg);
+}
+
+int mc_store_scan_after (mc_store_t *self, const char *prefix, const char *after,
+                         mc_store_scan_fn *fn, void *arg)
+{
     size_t plen = strlen (prefix);
+    size_t alen = after ? strlen (after) : 0;
+    //  Seek to whichever comes later: the prefix, or the cursor (then skip the cursor).
+    bool from_after = alen > 0 && strcmp (after, prefix) > 0;
     leveldb_iterator_t *it = leveldb_create_iterator (self->db, self->read);
     int rc = 0;
-    for (leveldb_iter_seek (it, prefix, plen); leveldb_iter_valid (it); leveldb_iter_next (it)) {
+    leveldb_iter_seek (it, from_after ? after : prefix, from_after ? alen : plen);
+    for (; leveldb_iter_valid (it); leveldb_iter_next (it)) {
         size_t klen, vlen;
         const char *key = leveldb_iter_key (it, &klen);
         if (klen < plen || memcmp (key, prefix, plen) != 0)
             break;
+        if (alen > 0 && s_compare (key, klen, after, alen) <= 0)
+            continue; // the cursor itself
         const char *value = leveldb_iter_value (it, &vlen);
         char kbuf[512];
         if (klen >= sizeof kbuf)

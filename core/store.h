@@ -37,6 +37,11 @@ typedef int (mc_store_scan_fn) (const char *key, size_t key_len, const void *val
                                 size_t value_len, void *arg);
 int mc_store_scan (mc_store_t *self, const char *prefix, mc_store_scan_fn *fn, void *arg);
 
+//  As mc_store_scan, but starts strictly after the key `after` (NULL or "": at the first
+//  key of prefix): one seek, for paging.
+int mc_store_scan_after (mc_store_t *self, const char *prefix, const char *after,
+                         mc_store_scan_fn *fn, void *arg);
+
 //  Atomic groups of writes.
 mc_store_batch_t *mc_store_batch_new (void);
 void mc_store_batch_put (mc_store_batch_t *batch, const char *key, const void *value, size_t len);

@@ -141,7 +141,7 @@ static long long s_body_to_file (mc_http_req_t *req, int fd, uint64_t max)
 {
     long long declared = req->info->content_length;
     if (declared > (long long)max) {
-        mg_disable_keep_alive (req->conn);
+        mc_http_close_after (req);
         mc_http_error (req, 413, "PAYLOAD_TOO_LARGE", "upload of %lld bytes; at most %llu accepted",
                        declared, (unsigned long long)max);
         return -1;
@@ -152,7 +152,7 @@ static long long s_body_to_file (mc_http_req_t *req, int fd, uint64_t max)
     int error = 0; // 413, 500 (errno in write_errno), or 0
     int write_errno = 0;
     for (;;) {
-        int n = mg_read (req->conn, buf, S_COPY_BUFFER);
+        int n = mc_http_read_raw (req, buf, S_COPY_BUFFER);
         if (n <= 0)
             break;
         have += n;
@@ -168,7 +168,7 @@ static long long s_body_to_file (mc_http_req_t *req, int fd, uint64_t max)
     }
     free (buf);
     if (error == 413) {
-        mg_disable_keep_alive (req->conn);
+        mc_http_close_after (req);
         mc_http_error (req, 413, "PAYLOAD_TOO_LARGE", "upload larger than %llu bytes",
                        (unsigned long long)max);
         return -1;
@@ -178,7 +178,7 @@ static long long s_body_to_file (mc_http_req_t *req, int fd, uint64_t max)
         return -1;
     }
     if (declared >= 0 && have != declared) {
-        mg_disable_keep_alive (req->conn);
+        mc_http_close_after (req);
         mc_http_error (req, 400, "BODY_TRUNCATED", "upload shorter than its Content-Length");
         return -1;
     }
@@ -259,7 +259,7 @@ static int s_multipart_extract (const char *in_path, const char *boundary, int o
 int mc_api_modules_install (mc_http_req_t *req)
 {
     const mc_config_t *cfg = req->ctx->config;
-    const char *type = mg_get_header (req->conn, "Content-Type");
+    const char *type = mc_http_header (req, "Content-Type");
     bool multipart = type && strncasecmp (type, "multipart/form-data", 19) == 0;
     bool raw = !type || strncasecmp (type, "application/zip", 15) == 0 ||
                strncasecmp (type, "application/x-zip-compressed", 28) == 0 ||

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/fsutil.h"
+#include "core/metrics.h"
 #include "core/perms.h"
 #include "gateway/http.h"
 
@@ -30,7 +31,9 @@ typedef struct {
 } route_t;
 
 //  Order matters where patterns overlap: /modules/self and /modules/install before
-//  /modules/{}.
+//  /modules/{}, /storage/usage and /storage/batch before /storage/{*}. "{*}" matches the
+//  rest of the path (storage keys may hold an encoded '/'); its handler reads the raw,
+//  still encoded path.
 static const route_t s_routes[] = {
     {"GET", "/health", AUTH_NONE, 0, mc_api_health},
     {"GET", "/modules/self", AUTH_TOKEN, 0, mc_api_modules_self},
@@ -49,6 +52,10 @@ static const route_t s_routes[] = {
     {"GET", "/modules/{}/config", AUTH_TOKEN, 0, mc_api_modules_config_get},
     {"POST", "/modules/{}/config", AUTH_TOKEN, 0, mc_api_modules_config_set},
     {"POST", "/modules/{}/ui-token", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_ui_token},
+    {"POST", "/cli/spec", AUTH_TOKEN, 0, mc_api_cli_register},
+    {"GET", "/cli/specs", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_cli_list},
+    {"GET", "/cli/specs/{}", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_cli_get},
+    {"POST", "/cli/invoke/{}", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_cli_invoke},
     {"POST", "/events/publish", AUTH_TOKEN, MC_PERM_EVENTS_PUBLISH, mc_api_events_publish},
     {"POST", "/events/subscribe", AUTH_TOKEN, MC_PERM_EVENTS_SUBSCRIBE, mc_api_events_subscribe},
     {"DELETE", "/events/subscribe/{}", AUTH_TOKEN, MC_PERM_EVENTS_SUBSCRIBE,
@@ -57,6 +64,12 @@ static const route_t s_routes[] = {
     {"GET", "/events/recent", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_events_recent},
     {"GET", "/events/deliveries", AUTH_TOKEN, 0, mc_api_events_deliveries},
     {"POST", "/events/deliveries/{}/retry", AUTH_TOKEN, 0, mc_api_events_retry},
+    {"GET", "/storage/usage", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_usage},
+    {"POST", "/storage/batch", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_batch},
+    {"GET", "/storage", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_list},
+    {"GET", "/storage/{*}", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_get},
+    {"PUT", "/storage/{*}", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_put},
+    {"DELETE", "/storage/{*}", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_delete},
 };
 
 struct mc_gateway_t {
@@ -70,11 +83,15 @@ static bool s_match (const char *pattern, const char *path, mc_http_req_t *req)
 {
     size_t nparams = 0;
     while (*pattern && *path) {
+        if (strcmp (pattern, "{*}") == 0)
+            return true; // the rest of the path, at least one byte
         if (pattern[0] == '{' && pattern[1] == '}') {
             const char *end = strchr (path, '/');
             size_t len = end ? (size_t)(end - path) : strlen (path);
             if (len == 0 || len >= sizeof req->params[0] || nparams >= MC_HTTP_MAX_PARAMS)
                 return false;
+            if (path[0] == '.' && (len == 1 || (len == 2 && path[1] == '.')))
+                return false; // "%2E%2E": never a name
             memcpy (req->params[nparams], path, len);
             req->params[nparams++][len] = 0;
             path += len;
@@ -88,7 +105,7 @@ static bool s_match (const char *pattern, const char *path, mc_http_req_t *req)
 //  Authenticates req (AUTH_TOKEN). Returns 0, or the status of the error sent.
 static int s_authenticate (mc_http_req_t *req, uint32_t permission)
 {
-    const char *header = mg_get_header (req->conn, "Authorization");
+    const char *header = mc_http_header (req, "Authorization");
     if (!header || strncasecmp (header, "Bearer ", 7) != 0)
         return mc_http_error (req, 401, "UNAUTHORIZED", "Missing bearer token");
     const char *token = header + 7;
@@ -108,6 +125,7 @@ static int s_authenticate (mc_http_req_t *req, uint32_t permission)
         case MC_AUTH_UNKNOWN:
             return mc_http_error (req, 401, "UNAUTHORIZED", "Invalid or expired token");
         case MC_AUTH_RATE_LIMITED: {
+            mc_metrics_rate_limited ();
             const mc_ratelimit_t *limit = mc_authtab_limit (req->ctx->authtab);
             unsigned retry_s = (unsigned)((retry_ns + 999999999ull) / 1000000000ull);
             char headers[256];
@@ -136,16 +154,19 @@ static int s_authenticate (mc_http_req_t *req, uint32_t permission)
     return mc_http_error (req, 500, "INTERNAL", "unexpected authentication result");
 }
 
-static int s_dispatch (struct mg_connection *conn, void *cbdata)
+//  Routes and serves req; sets *route_index to the matched route (or -1).
+static int s_route (mc_http_req_t *r, int *route_index)
 {
-    mc_gateway_t *self = cbdata;
-    mc_http_req_t req = {0};
-    req.conn = conn;
-    req.info = mg_get_request_info (conn);
-    req.ctx = self->ctx;
-    req.thread = mg_get_thread_pointer (conn);
+    mc_http_req_t req = *r; // handlers take a pointer to this frame's copy
     const char *uri = req.info->local_uri ? req.info->local_uri : "";
-    req.path = uri + strlen ("/api/v1");
+    //  civetweb leaves the path encoded (decode_url = no), so that a handler can tell an
+    //  encoded '/' from a separator (storage keys); routes match the decoded path.
+    char decoded[4096];
+    if (mg_url_decode (uri, (int)strlen (uri), decoded, (int)sizeof decoded, 0) < 0)
+        return mc_http_error (&req, 400, "INVALID_PATH", "the path is longer than %zu bytes",
+                              sizeof decoded - 1);
+    uri = decoded;
+    req.path = strncmp (uri, "/api/v1", 7) == 0 ? uri + 7 : uri;
     if (*req.path == 0)
         req.path = "/";
 
@@ -157,6 +178,7 @@ static int s_dispatch (struct mg_connection *conn, void *cbdata)
             path_known = true;
             if (strcmp (s_routes[i].method, req.info->request_method) == 0) {
                 route = &s_routes[i];
+                *route_index = (int)i;
                 break;
             }
             if (strlen (allow) + strlen (s_routes[i].method) + 3 < sizeof allow)
@@ -181,7 +203,81 @@ static int s_dispatch (struct mg_connection *conn, void *cbdata)
         mc_http_send (&req, 405, headers, "application/json", body, (size_t)n);
         return 1;
     }
-    mc_http_error (&req, 404, "NOT_FOUND", "no route for %s %s", req.info->request_method, uri);
+    return mc_http_error (&req, 404, "NOT_FOUND", "no route for %s %s", req.info->request_method,
+                          uri);
+}
+
+int mc_gateway_dispatch (mc_http_req_t *req)
+{
+    uint64_t started = mc_clock_mono_ns ();
+    int status = 0, route_index = -1;
+    req->status_out = &status;
+    s_route (req, &route_index);
+    mc_metrics_request (route_index, status, mc_clock_mono_ns () - started);
+    return status;
+}
+
+//  civetweb's handler for /api/v1: one HTTP request on a worker thread.
+static int s_dispatch (struct mg_connection *conn, void *cbdata)
+{
+    mc_gateway_t *self = cbdata;
+    mc_http_req_t req = {0};
+    req.conn = conn;
+    req.info = mg_get_request_info (conn);
+    req.ctx = self->ctx;
+    req.thread = mg_get_thread_pointer (conn);
+    mc_gateway_dispatch (&req);
+    return 1;
+}
+
+//  GET /metrics: Prometheus text. The admin token (or a SYSTEM module), or anyone on
+//  the loopback interface when [metrics] loopback_open is set.
+static int s_metrics (struct mg_connection *conn, void *cbdata)
+{
+    mc_gateway_t *self = cbdata;
+    mc_http_req_t req = {0};
+    req.conn = conn;
+    req.info = mg_get_request_info (conn);
+    req.ctx = self->ctx;
+    req.thread = mg_get_thread_pointer (conn);
+    bool open = self->ctx->config->metrics_loopback_open &&
+                strcmp (req.info->remote_addr, "127.0.0.1") == 0;
+    if (strcmp (req.info->request_method, "GET") != 0)
+        return mc_http_error (&req, 405, "METHOD_NOT_ALLOWED", "GET only"), 1;
+    if (!open && s_authenticate (&req, MC_PERM_MODULES_MANAGE) != 0)
+        return 1;
+    //  Modules by status: asked of the registry at scrape time.
+    char extra[2048] = "";
+    Mc__RegistryList list = MC__REGISTRY_LIST__INIT;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_REGISTRY_LIST;
+    env.registry_list = &list;
+    mc_env_t *reply = req.thread ? mc_call (req.thread->registry, &env, 2000) : NULL;
+    if (reply && reply->body_case == MC__ENVELOPE__BODY_MODULE_LIST) {
+        static const char *const names[] = {"INSTALLING", "RUNNING", "STOPPED",
+                                            "FAILED",     "REMOVED", "STARTING"};
+        unsigned counts[8] = {0};
+        for (size_t i = 0; i < reply->module_list->n_modules; i++)
+            if ((unsigned)reply->module_list->modules[i]->status < 6)
+                counts[reply->module_list->modules[i]->status]++;
+        size_t n = (size_t)snprintf (extra, sizeof extra,
+                                     "# HELP modcore_modules Installed modules by status.\n"
+                                     "# TYPE modcore_modules gauge\n");
+        for (int i = 0; i < 6; i++)
+            if (i != 4)
+                n += (size_t)snprintf (extra + n, sizeof extra - n,
+                                       "modcore_modules{status=\"%s\"} %u\n", names[i], counts[i]);
+    }
+    mc_env_free (reply);
+    const char *routes[sizeof s_routes / sizeof s_routes[0]];
+    char labels[sizeof s_routes / sizeof s_routes[0]][96];
+    for (size_t i = 0; i < sizeof s_routes / sizeof s_routes[0]; i++) {
+        snprintf (labels[i], sizeof labels[i], "%s %s", s_routes[i].method, s_routes[i].pattern);
+        routes[i] = labels[i];
+    }
+    char *text = mc_metrics_render (routes, sizeof s_routes / sizeof s_routes[0], extra);
+    mc_http_send (&req, 200, NULL, "text/plain; version=0.0.4", text, strlen (text));
+    free (text);
     return 1;
 }
 
@@ -193,10 +289,8 @@ static int s_not_found (struct mg_connection *conn, void *cbdata)
     return mc_http_error (&req, 404, "NOT_FOUND", "nothing here; the API is under /api/v1");
 }
 
-static void *s_init_thread (const struct mg_context *server, int thread_type)
+mc_http_thread_t *mc_http_thread_new (void)
 {
-    if (thread_type != 1)
-        return NULL;
     mc_http_thread_t *thread = calloc (1, sizeof *thread);
     assert (thread);
     thread->registry = mc_client_new ("registry");
@@ -205,12 +299,14 @@ static void *s_init_thread (const struct mg_context *server, int thread_type)
     thread->devices = mc_client_new ("devices");
     thread->auth = mc_client_new ("auth");
     thread->sandbox = mc_client_new ("sandbox");
+    thread->storage = mc_client_new ("storage");
+    thread->sdk = mc_client_new ("sdk");
     return thread;
 }
 
-static void s_exit_thread (const struct mg_context *server, int thread_type, void *pointer)
+void mc_http_thread_destroy (mc_http_thread_t **self_p)
 {
-    mc_http_thread_t *thread = pointer;
+    mc_http_thread_t *thread = *self_p;
     if (!thread)
         return;
     zsock_destroy (&thread->registry);
@@ -219,7 +315,21 @@ static void s_exit_thread (const struct mg_context *server, int thread_type, voi
     zsock_destroy (&thread->devices);
     zsock_destroy (&thread->auth);
     zsock_destroy (&thread->sandbox);
+    zsock_destroy (&thread->storage);
+    zsock_destroy (&thread->sdk);
     free (thread);
+    *self_p = NULL;
+}
+
+static void *s_init_thread (const struct mg_context *server, int thread_type)
+{
+    return thread_type == 1 ? mc_http_thread_new () : NULL;
+}
+
+static void s_exit_thread (const struct mg_context *server, int thread_type, void *pointer)
+{
+    mc_http_thread_t *thread = pointer;
+    mc_http_thread_destroy (&thread);
 }
 
 static int s_log_message (const struct mg_connection *conn, const char *message)
@@ -253,6 +363,8 @@ mc_gateway_t *mc_gateway_start (mc_context_t *ctx, mc_error_t *err)
         "60000",
         "enable_auth_domain_check",
         "no",
+        "decode_url",
+        "no", // mc_gateway_dispatch decodes: storage keys need the raw path
         NULL,
     };
     struct mg_callbacks callbacks = {0};
@@ -271,6 +383,7 @@ mc_gateway_t *mc_gateway_start (mc_context_t *ctx, mc_error_t *err)
         return NULL;
     }
     mg_set_request_handler (self->server, "/api/v1", s_dispatch, self);
+    mg_set_request_handler (self->server, "/metrics", s_metrics, self);
     mg_set_request_handler (self->server, "/", s_not_found, self);
     struct mg_server_port ports[4];
     int n = mg_get_server_ports (self->server, 4, ports);

@@ -46,6 +46,8 @@ static const char *s_reason (int status)
             return "Service Unavailable";
         case 504:
             return "Gateway Timeout";
+        case 507:
+            return "Insufficient Storage";
         default:
             return "Unknown";
     }
@@ -54,6 +56,20 @@ static const char *s_reason (int status)
 int mc_http_send (mc_http_req_t *req, int status, const char *headers, const char *type,
                   const char *body, size_t len)
 {
+    if (req->status_out)
+        *req->status_out = status;
+    if (req->capture) { // a native request: the SDK endpoint frames the answer itself
+        req->capture->status = status;
+        free (req->capture->body);
+        req->capture->body = malloc (len + 1);
+        assert (req->capture->body);
+        memcpy (req->capture->body, body, len);
+        req->capture->body[len] = 0;
+        req->capture->body_len = len;
+        const char *retry = headers ? strcasestr (headers, "Retry-After: ") : NULL;
+        req->capture->retry_after = retry ? (unsigned)atoi (retry + 13) : 0;
+        return status;
+    }
     char head[1024];
     int n = snprintf (head, sizeof head,
                       "HTTP/1.1 %d %s\r\n"
@@ -64,27 +80,51 @@ int mc_http_send (mc_http_req_t *req, int status, const char *headers, const cha
                       "%s\r\n",
                       status, s_reason (status), type, len, headers ? headers : "");
     assert (n > 0 && (size_t)n < sizeof head);
-    if (len < 16384) {
-        char buf[(size_t)n + len];
-        memcpy (buf, head, (size_t)n);
-        memcpy (buf + n, body, len);
-        mg_write (req->conn, buf, (size_t)n + len);
-    } else {
-        char *buf = malloc ((size_t)n + len);
-        assert (buf);
-        memcpy (buf, head, (size_t)n);
-        memcpy (buf + n, body, len);
-        mg_write (req->conn, buf, (size_t)n + len);
-        free (buf);
-    }
+    //  One write: with headers and body written apart civetweb halves its throughput.
+    char *buf = malloc ((size_t)n + len);
+    assert (buf);
+    memcpy (buf, head, (size_t)n);
+    memcpy (buf + n, body, len);
+    mg_write (req->conn, buf, (size_t)n + len);
+    free (buf);
     return status;
+}
+
+const char *mc_http_header (mc_http_req_t *req, const char *name)
+{
+    if (req->conn)
+        return mg_get_header (req->conn, name);
+    for (int i = 0; i < req->info->num_headers; i++)
+        if (strcasecmp (req->info->http_headers[i].name, name) == 0)
+            return req->info->http_headers[i].value;
+    return NULL;
+}
+
+int mc_http_read_raw (mc_http_req_t *req, void *buf, size_t len)
+{
+    if (req->conn)
+        return mg_read (req->conn, buf, len);
+    size_t left = req->native_body_len - req->native_body_read;
+    size_t n = len < left ? len : left;
+    memcpy (buf, req->native_body + req->native_body_read, n);
+    req->native_body_read += n;
+    return (int)n;
+}
+
+void mc_http_close_after (mc_http_req_t *req)
+{
+    if (req->conn)
+        mg_disable_keep_alive (req->conn);
 }
 
 int mc_http_json (mc_http_req_t *req, int status, json_t *body)
 {
-    char *text = json_dumps (body, JSON_COMPACT);
+    char *text = body ? json_dumps (body, JSON_COMPACT) : NULL;
     json_decref (body);
-    assert (text);
+    if (!text) { // never a crash on a body that could not be built (e.g. bad UTF-8)
+        status = 500;
+        text = strdup ("{\"error\":\"INTERNAL\",\"detail\":\"the answer could not be encoded\"}");
+    }
     char headers[256] = "";
     if (req->authenticated) {
         const mc_ratelimit_t *limit = mc_authtab_limit (req->ctx->authtab);
@@ -98,6 +138,28 @@ int mc_http_json (mc_http_req_t *req, int status, json_t *body)
     return status;
 }
 
+//  Replaces bytes that are not valid UTF-8 (and control characters) with '?', in place:
+//  details may quote what a client sent.
+static void s_sanitize_utf8 (char *s, bool keep_lines)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t n = *p < 0x80           ? 1
+                   : (*p >> 5) == 0x6  ? 2
+                   : (*p >> 4) == 0xe  ? 3
+                   : (*p >> 3) == 0x1e ? 4
+                                       : 0;
+        bool ok = n > 0;
+        for (size_t i = 1; ok && i < n; i++)
+            ok = (p[i] & 0xc0) == 0x80;
+        if (!ok || (n == 1 && *p < 0x20 && !(keep_lines && (*p == '\n' || *p == '\t')))) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
 int mc_http_error (mc_http_req_t *req, int status, const char *code, const char *fmt, ...)
 {
     char detail[1024];
@@ -105,25 +167,36 @@ int mc_http_error (mc_http_req_t *req, int status, const char *code, const char 
     va_start (args, fmt);
     vsnprintf (detail, sizeof detail, fmt, args);
     va_end (args);
+    s_sanitize_utf8 (detail, false);
     return mc_http_json (req, status, json_pack ("{s:s, s:s}", "error", code, "detail", detail));
 }
 
 int mc_http_actor_error (mc_http_req_t *req, const mc_env_t *reply)
 {
+    //  Details and output may quote module output or client input: made valid UTF-8.
+    char *detail = strdup (reply->detail ? reply->detail : "");
+    s_sanitize_utf8 (detail, false);
     json_t *body =
         json_pack ("{s:s, s:s}", "error", reply->error && *reply->error ? reply->error : "ERROR",
-                   "detail", reply->detail ? reply->detail : "");
-    if (reply->n_problems) {
+                   "detail", detail);
+    free (detail);
+    if (body && reply->n_problems) {
         json_t *problems = json_array ();
-        for (size_t i = 0; i < reply->n_problems; i++)
-            json_array_append_new (problems, json_string (reply->problems[i]));
+        for (size_t i = 0; i < reply->n_problems; i++) {
+            char *problem = strdup (reply->problems[i]);
+            s_sanitize_utf8 (problem, false);
+            json_array_append_new (problems, json_string (problem));
+            free (problem);
+        }
         json_object_set_new (body, "problems", problems);
     }
-    //  A failed sandbox test always carries its output, even when the module printed
-    //  nothing (the spec: "400 with the sandbox output").
-    bool sandbox_failed = reply->error && strcmp (reply->error, "SANDBOX_TEST_FAILED") == 0;
-    if (reply->output && (*reply->output || sandbox_failed))
-        json_object_set_new (body, "output", json_string (reply->output));
+    if (body && ((reply->output && *reply->output) ||
+                 (reply->error && strcmp (reply->error, "SANDBOX_TEST_FAILED") == 0))) {
+        char *output = strdup (reply->output ? reply->output : "");
+        s_sanitize_utf8 (output, true);
+        json_object_set_new (body, "output", json_string (output));
+        free (output);
+    }
     return mc_http_json (req, mc_status_http (reply->status), body);
 }
 
@@ -139,7 +212,7 @@ char *mc_http_read_body (mc_http_req_t *req, size_t max, size_t *len)
 {
     long long declared = req->info->content_length;
     if (declared > (long long)max) {
-        mg_disable_keep_alive (req->conn); // the unread body must not be parsed as a request
+        mc_http_close_after (req); // the unread body must not be parsed as a request
         mc_http_error (req, 413, "PAYLOAD_TOO_LARGE", "body of %lld bytes; at most %zu accepted",
                        declared, max);
         return NULL;
@@ -149,13 +222,13 @@ char *mc_http_read_body (mc_http_req_t *req, size_t max, size_t *len)
     assert (buf);
     size_t have = 0;
     for (;;) {
-        int n = mg_read (req->conn, buf + have, cap + 1 - have);
+        int n = mc_http_read_raw (req, buf + have, cap + 1 - have);
         if (n <= 0)
             break;
         have += (size_t)n;
         if (have > max) {
             free (buf);
-            mg_disable_keep_alive (req->conn);
+            mc_http_close_after (req);
             mc_http_error (req, 413, "PAYLOAD_TOO_LARGE", "body larger than %zu bytes", max);
             return NULL;
         }
@@ -164,7 +237,7 @@ char *mc_http_read_body (mc_http_req_t *req, size_t max, size_t *len)
     }
     if (declared >= 0 && have != (size_t)declared) {
         free (buf);
-        mg_disable_keep_alive (req->conn);
+        mc_http_close_after (req);
         mc_http_error (req, 400, "BODY_TRUNCATED", "body shorter than its Content-Length");
         return NULL;
     }
@@ -175,7 +248,7 @@ char *mc_http_read_body (mc_http_req_t *req, size_t max, size_t *len)
 
 json_t *mc_http_read_json (mc_http_req_t *req)
 {
-    const char *type = mg_get_header (req->conn, "Content-Type");
+    const char *type = mc_http_header (req, "Content-Type");
     if (type && strncasecmp (type, "application/json", 16) != 0) {
         mc_http_error (req, 415, "UNSUPPORTED_MEDIA_TYPE", "send application/json");
         return NULL;

@@ -20,13 +20,27 @@ typedef struct {
     zsock_t *devices;  // DEALER to the devices actor
     zsock_t *auth;     // DEALER to the auth actor (UI tokens)
     zsock_t *sandbox;  // DEALER to the sandbox actor (resource use)
+    zsock_t *storage;  // DEALER to the storage actor
+    zsock_t *sdk;      // DEALER to the native SDK endpoint (CLI invocations)
 } mc_http_thread_t;
 
 #define MC_HTTP_MAX_PARAMS 4
 
+//  Where the response of a request that did not come over HTTP goes (native SDK).
+typedef struct {
+    int status;           // HTTP status code
+    char *body;           // the body (owned)
+    size_t body_len;      // its length
+    unsigned retry_after; // from a Retry-After header, else 0
+} mc_http_capture_t;
+
 //  One request being served.
 typedef struct {
-    struct mg_connection *conn;           // civetweb connection
+    struct mg_connection *conn;           // civetweb connection; NULL for native requests
+    mc_http_capture_t *capture;           // native requests: the response goes here
+    const char *native_body;              // native requests: the whole body
+    size_t native_body_len;               // its length
+    size_t native_body_read;              // how much of it was read
     const struct mg_request_info *info;   // method, path, headers
     mc_context_t *ctx;                    // shared context
     mc_http_thread_t *thread;             // this thread's sockets
@@ -35,7 +49,26 @@ typedef struct {
     mc_principal_t principal;             // who called (valid after auth)
     bool authenticated;                   // principal is set
     uint32_t rate_remaining;              // units left after this request
+    int *status_out;                      // where mc_http_send records the status sent
 } mc_http_req_t;
+
+//  A request header, or NULL (civetweb's, or the native request's own headers).
+const char *mc_http_header (mc_http_req_t *req, const char *name);
+
+//  Reads up to len body bytes; returns the count, 0 at the end, <0 on error.
+int mc_http_read_raw (mc_http_req_t *req, void *buf, size_t len);
+
+//  The connection is closed after this response (its unread body must not be parsed as a
+//  request). No-op for native requests.
+void mc_http_close_after (mc_http_req_t *req);
+
+//  Routes and serves one request (HTTP or native): authentication, rate limit,
+//  permission, handler. Returns the status sent.
+int mc_gateway_dispatch (mc_http_req_t *req);
+
+//  Sockets for one thread that serves requests (civetweb worker or native worker).
+mc_http_thread_t *mc_http_thread_new (void);
+void mc_http_thread_destroy (mc_http_thread_t **self_p);
 
 //  Sends a complete response in one write: status, headers (each "Name: value\r\n",
 //  may be NULL), content type, body. Returns the status.
@@ -91,6 +124,10 @@ int mc_api_devices_delete (mc_http_req_t *req);
 int mc_api_modules_config_get (mc_http_req_t *req);
 int mc_api_modules_config_set (mc_http_req_t *req);
 int mc_api_modules_ui_token (mc_http_req_t *req);
+int mc_api_cli_register (mc_http_req_t *req);
+int mc_api_cli_list (mc_http_req_t *req);
+int mc_api_cli_get (mc_http_req_t *req);
+int mc_api_cli_invoke (mc_http_req_t *req);
 int mc_api_events_publish (mc_http_req_t *req);
 int mc_api_events_subscribe (mc_http_req_t *req);
 int mc_api_events_unsubscribe (mc_http_req_t *req);
@@ -98,6 +135,12 @@ int mc_api_events_subscriptions (mc_http_req_t *req);
 int mc_api_events_recent (mc_http_req_t *req);
 int mc_api_events_deliveries (mc_http_req_t *req);
 int mc_api_events_retry (mc_http_req_t *req);
+int mc_api_storage_get (mc_http_req_t *req);
+int mc_api_storage_put (mc_http_req_t *req);
+int mc_api_storage_delete (mc_http_req_t *req);
+int mc_api_storage_list (mc_http_req_t *req);
+int mc_api_storage_batch (mc_http_req_t *req);
+int mc_api_storage_usage (mc_http_req_t *req);
 
 //  The module record of the caller (a module token), or NULL after sending an error.
 //  Caller frees with mc_env_free (the record is reply->module).

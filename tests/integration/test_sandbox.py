@@ -95,6 +95,8 @@ def http(method, url, token=None, body=None, content_type="application/json", ti
 
 
 def zip_dir(src, manifest_changes=None):
+    """A module ZIP of src's files; Python modules written with the SDK get it vendored
+    (modules-sdk/python/modcore_sdk), as the build does for the examples."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         for name in sorted(os.listdir(src)):
@@ -107,6 +109,12 @@ def zip_dir(src, manifest_changes=None):
                 z.writestr(name, json.dumps(m))
             else:
                 z.write(path, name)
+        main = os.path.join(src, "main.py")
+        if os.path.exists(main) and "modcore_sdk" in open(main).read():
+            sdk = os.path.join(SOURCE, "modules-sdk", "python", "modcore_sdk")
+            for name in sorted(os.listdir(sdk)):
+                if name.endswith(".py"):
+                    z.write(os.path.join(sdk, name), "modcore_sdk/" + name)
     return buf.getvalue()
 
 

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""The native SDK transport (docs/sdk-protocol.md) against the real core.
+
+    python3 tests/integration/test_native.py --build <build dir>
+
+Drives build/tests/sdk_probe (a minimal native client written to the protocol
+document) against a real modcored with the probe fixture module installed: HELLO with
+a good and a wrong token, frames before HELLO, a request/response, the shared rate
+limit (HTTP and native spend one bucket), events pushed with ACK and redelivered after
+a NACK in publish order, a CLI invocation through the native session, and the session
+ending when the module is uninstalled. Reuses test_e2e's daemon harness.
+Last line: "N passed, M failed".
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_e2e as e2e  # noqa: E402  (the shared harness: Daemon, api, probe_zip, ...)
+
+C = e2e.C
+require = e2e.require
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def endpoint():
+    return f"ipc://{C.data}/run/modcore.sock"
+
+
+def probe(*args, timeout=30):
+    """Runs sdk_probe; returns its JSON output lines."""
+    argv = [os.path.join(C.build, "tests", "sdk_probe"), endpoint(), *args]
+    out = subprocess.run(argv, capture_output=True, timeout=timeout, text=True)
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    require(lines, f"sdk_probe {' '.join(args[1:])}: no output; stderr: {out.stderr}")
+    return lines
+
+
+def publish(seq):
+    r = e2e.admin("POST", "/events/publish", content_type="application/json",
+                  body=json.dumps({"type": "native.test", "payload": {"seq": seq}}))
+    require(r.status == 201, f"publish: {r!r}")
+
+
+@test
+def test_01_install_probe():
+    C.probe_port = e2e.pick_module_port()
+    zip_bytes = e2e.probe_zip("nprobe", C.probe_port,
+                              permissions=["events.subscribe", "events.publish", "device.read"])
+    r = e2e.admin("POST", "/modules/install", body=zip_bytes, content_type="application/zip")
+    require(r.status == 201 and r.json["status"] == "RUNNING", f"install: {r!r}")
+    got = e2e.module_get(C.probe_port, "/token")
+    require(got and got[0] == 200, f"probe /token: {got}")
+    token = got[1]["token"]
+    C.probe_token = token
+    C.secrets["probe token"] = token
+
+
+@test
+def test_02_hello():
+    require(probe("wrong-token", "hello")[0] == {"error": "UNAUTHORIZED"}, "wrong token accepted")
+    welcome = probe(C.probe_token, "hello")[0]
+    require(welcome.get("welcome") == "nprobe", f"HELLO: {welcome}")
+    require(probe(C.probe_token, "noauth")[0] == {"error": "NOT_AUTHENTICATED"},
+            "a request before HELLO was not refused")
+
+
+@test
+def test_03_request():
+    time.sleep(1.2)
+    out = probe(C.probe_token, "request", "GET", "/modules/self")[0]
+    require(out["status"] == 200 and out["body"]["name"] == "nprobe", f"self: {out}")
+    out = probe(C.probe_token, "request", "GET", "/modules")[0]
+    require(out["status"] == 403 and out["body"]["error"] == "FORBIDDEN",
+            f"management route must be refused as over HTTP: {out}")
+    out = probe(C.probe_token, "request", "GET", "/nosuch")[0]
+    require(out["status"] == 404, f"unknown route: {out}")
+
+
+@test
+def test_04_rate_limit_shared():
+    time.sleep(1.5)  # a full bucket
+    out = probe(C.probe_token, "burst", "300", "GET", "/modules/self")[0]
+    elapsed = out["elapsed_ms"] / 1000.0
+    expected = 20 + 100 * elapsed - 1  # the HELLO spent one unit
+    print(f"    native burst: {out}; expected about {expected:.1f} accepted")
+    require(out["answered"] == 300, f"not every request answered: {out}")
+    require(abs(out["ok"] - expected) <= 3, f"accepted {out['ok']}, expected {expected:.1f}")
+    require(out["ok"] + out["limited"] == 300, f"unexpected statuses: {out}")
+    # HTTP and native calls spend one bucket: 10 HTTP calls first, then a native burst.
+    time.sleep(1.5)
+    conn = e2e.http.client.HTTPConnection("127.0.0.1", C.daemon.port, timeout=5)
+    t0 = time.monotonic()
+    for _ in range(10):
+        conn.request("GET", "/api/v1/modules/self",
+                     headers={"Authorization": "Bearer " + C.probe_token})
+        resp = conn.getresponse()
+        resp.read()
+        require(resp.status == 200, f"HTTP call {resp.status}")
+    conn.close()
+    out = probe(C.probe_token, "burst", "100", "GET", "/modules/self")[0]
+    bound = 20 - 10 - 1 + 100 * (time.monotonic() - t0) + 2
+    print(f"    after 10 HTTP calls, native burst accepted {out['ok']} (bound {bound:.1f})")
+    require(out["ok"] <= bound, f"the native burst did not see the HTTP spends: {out}")
+
+
+@test
+def test_05_events_ack_and_redelivery():
+    time.sleep(1.5)
+    argv = [os.path.join(C.build, "tests", "sdk_probe"), endpoint(), C.probe_token, "listen",
+            "native.*", "5", "20", "nack-first"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    C.extra_procs.append(proc)
+    first = json.loads(proc.stdout.readline())
+    require(first.get("subscribed") == 201, f"subscribe native: {first}")
+    for seq in range(5):
+        publish(seq)
+    out, _ = proc.communicate(timeout=30)
+    lines = [json.loads(x) for x in out.splitlines()]
+    events = [x for x in lines if "event" in x]
+    seqs = [x["event"]["payload"]["seq"] for x in events]
+    require(seqs == list(range(5)), f"events out of order or missing: {seqs}")
+    require(events[0]["attempt"] >= 2, f"the NACKed first event was not redelivered: {events[0]}")
+    r = e2e.admin("GET", "/events/deliveries?module=nprobe&status=delivered")
+    require(r.status == 200 and len(r.json["deliveries"]) >= 5, f"deliveries: {r!r}")
+
+
+@test
+def test_06_cli_over_native():
+    time.sleep(1.2)
+    argv = [os.path.join(C.build, "tests", "sdk_probe"), endpoint(), C.probe_token, "serve-cli",
+            "8"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    C.extra_procs.append(proc)
+    first = json.loads(proc.stdout.readline())
+    require(first.get("registered") == 201, f"CLI spec: {first}")
+    r = e2e.admin("POST", "/cli/invoke/nprobe", content_type="application/json",
+                  body=json.dumps({"subcommand": "echo", "args": {"text": "hi"}}))
+    require(r.status == 200 and r.json["exit_code"] == 7 and "hi" in r.json["stdout"],
+            f"invoke: {r!r}")
+    r = e2e.admin("POST", "/cli/invoke/nprobe", content_type="application/json",
+                  body=json.dumps({"subcommand": "echo", "args": {}}))
+    require(r.status == 400 and r.json["error"] == "INVALID_ARGS", f"missing arg: {r!r}")
+    proc.kill()
+    proc.wait()
+
+
+@test
+def test_07_uninstall_ends_session():
+    argv = [os.path.join(C.build, "tests", "sdk_probe"), endpoint(), C.probe_token, "listen",
+            "native.*", "1", "6"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    C.extra_procs.append(proc)
+    time.sleep(1.5)
+    r = e2e.admin("DELETE", "/modules/nprobe")
+    require(r.status == 200, f"uninstall: {r!r}")
+    require(probe(C.probe_token, "hello")[0] == {"error": "UNAUTHORIZED"},
+            "the revoked token still opens a session")
+    proc.kill()
+    proc.wait()
+
+
+def main():
+    e2e.TESTS[:] = TESTS
+    return e2e.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
