@@ -294,7 +294,7 @@ static Mc__SandboxSpec *s_spec_new (mc_context_t *ctx, const Mc__ModuleRecord *r
         s_path ("SELENA_MODULE_NAME=%s", rec->name),
         s_path ("SELENA_MODULE_PORT=%u", rec->port),
         s_path ("SELENA_INSTALL_PATH=%s", spec->dir),
-        s_path ("MODCORE_SDK_ENDPOINT=ipc://%s/run/modcore.sock", cfg->data_dir),
+        s_path ("MODCORE_SDK_ENDPOINT=%s", cfg->sdk_endpoint),
         s_path ("HOME=%s/data", spec->dir), // the one writable place of its dir
         strdup ("PATH=/usr/local/bin:/usr/bin:/bin"),
         strdup ("LANG=C.UTF-8"),
@@ -1109,6 +1109,8 @@ static void s_on_config (self_t *self, mc_request_t *req)
 {
     Mc__RegistryConfig *cfg = req->env->registry_config;
     Mc__ModuleRecord *rec = cfg->name ? zhashx_lookup (self->records, cfg->name) : NULL;
+    if (!rec || !s_live (rec))
+        rec = s_installing (self, cfg->name); // a module reads its config during its first start
     if (!rec || !s_live (rec)) {
         mc_reply_error (self->router, req->routing_id, req->env->request_id,
                         MC__STATUS__STATUS_NOT_FOUND, "MODULE_NOT_FOUND",

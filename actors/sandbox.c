@@ -760,6 +760,21 @@ static int s_write_env (const char *path, const Mc__SandboxSpec *spec)
 
 //  Starts spec through the launcher. Returns the new proc (registered) or NULL with
 //  detail filled.
+//  True if nothing listens on 127.0.0.1:port (a bind succeeds; TIME_WAIT is no obstacle).
+static bool s_port_free (int port)
+{
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true; // cannot tell: let the launch find out
+    int one = 1;
+    setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    bool free_port = bind (fd, (struct sockaddr *)&addr, sizeof addr) == 0 || errno != EADDRINUSE;
+    close (fd);
+    return free_port;
+}
+
 static proc_t *s_spawn (self_t *self, const Mc__SandboxSpec *spec, char *detail, size_t size)
 {
     const mc_config_t *cfg = self->ctx->config;
@@ -772,6 +787,12 @@ static proc_t *s_spawn (self_t *self, const Mc__SandboxSpec *spec, char *detail,
             snprintf (detail, size, "incomplete process spec");
             return NULL;
         }
+    //  A port another program holds would let that program answer our health checks.
+    if (spec->port > 0 && !s_port_free ((int)spec->port)) {
+        snprintf (detail, size, "port %u on 127.0.0.1 is already in use by another program",
+                  spec->port);
+        return NULL;
+    }
     proc_t *proc = calloc (1, sizeof *proc);
     assert (proc);
     proc->owner = self;
