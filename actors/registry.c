@@ -24,6 +24,15 @@
     leaves nothing. A crash mid-install leaves at most a staging dir or a module dir
     with no record; the registry removes both at start, before the gateway opens.
 
+    Supervision is the sandbox's: it restarts always_on modules, stops idle on_demand
+    ones, detects crash loops, and tells this loop with RegistryStatus notifications,
+    each with a sequence number. A notification is applied (durably) only if its seq is
+    newer than the record's status_seq; one that arrives while a saga holds the name is
+    kept (the newest only) and applied when the saga is DONE, so a saga's COMMIT and a
+    supervisor event never undo each other. The loop also starts scheduled modules at
+    their cron times (its poller waits until the next one is due) and starts an
+    on_demand module when the webhook actor has a delivery for it (RegistryWake).
+
     Records are acknowledged only after they are durable. A record keeps no secret:
     the token's hash lives with auth, the plaintext token and the webhook secret only
     sealed in <data>/secure (needed to relaunch a module with the same token). */
@@ -42,6 +51,7 @@
 #include "core/actor.h"
 #include "envelope_cases.h"
 #include "core/context.h"
+#include "core/cron.h"
 #include "core/fsutil.h"
 #include "core/manifest.h"
 #include "core/perms.h"
@@ -72,6 +82,8 @@ struct self_t {
     zhashx_t *sagas;          // saga id (as string) -> saga_t *
     zhashx_t *busy;           // module name -> saga id string (names held by a saga)
     zhashx_t *reserved_ports; // port (string) -> module name, for sagas not committed yet
+    zhashx_t *pending;        // module name -> Mc__RegistryStatus * that came while it was busy
+    zsock_t *sandbox;         // DEALER to the sandbox (SandboxTouch notifications)
     atomic_bool cancel;       // tells workers to give up (shutdown)
     uint64_t next_saga_id;    // ids of sagas
     bool terminated;          // $TERM received
@@ -263,6 +275,8 @@ static Mc__SandboxSpec *s_spec_new (mc_context_t *ctx, const Mc__ModuleRecord *r
     spec->health_timeout_ms = cfg->health_timeout_ms;
     spec->memory_mb = rec->memory_mb;
     spec->cpu = rec->cpu;
+    spec->runtime_mode = strdup (rec->runtime_mode);
+    spec->network_none = rec->network && strcmp (rec->network, "none") == 0;
     spec->n_argv = rec->n_entry;
     spec->argv = calloc (rec->n_entry + 1, sizeof (char *));
     for (size_t i = 0; i < rec->n_entry; i++)
@@ -280,8 +294,8 @@ static Mc__SandboxSpec *s_spec_new (mc_context_t *ctx, const Mc__ModuleRecord *r
         s_path ("SELENA_MODULE_NAME=%s", rec->name),
         s_path ("SELENA_MODULE_PORT=%u", rec->port),
         s_path ("SELENA_INSTALL_PATH=%s", spec->dir),
-        s_path ("MODCORE_SDK_ENDPOINT=ipc://%s/run/modcore.sock", cfg->data_dir),
-        s_path ("HOME=%s", spec->dir),
+        s_path ("MODCORE_SDK_ENDPOINT=%s", cfg->sdk_endpoint),
+        s_path ("HOME=%s/data", spec->dir), // the one writable place of its dir
         strdup ("PATH=/usr/local/bin:/usr/bin:/bin"),
         strdup ("LANG=C.UTF-8"),
         strdup ("TMPDIR=/tmp"),
@@ -310,6 +324,7 @@ static void s_spec_free (Mc__SandboxSpec **spec_p)
     free (spec->name);
     free (spec->dir);
     free (spec->log_path);
+    free (spec->runtime_mode);
     free (spec);
     *spec_p = NULL;
 }
@@ -364,6 +379,9 @@ static void s_launch (worker_t *w, Mc__ModuleRecord *rec, const char *token, con
     s_spec_free (&spec);
     int64_t now = mc_time_unix ();
     rec->updated_at = now;
+    if (reply && reply->body_case == MC__ENVELOPE__BODY_SANDBOX_RESULT)
+        rec->status_seq = reply->sandbox_result->seq;
+    rec->restarts = 0;
     if (reply && reply->status == MC__STATUS__STATUS_OK &&
         reply->body_case == MC__ENVELOPE__BODY_SANDBOX_RESULT) {
         rec->status = MC__MODULE_STATUS__MODULE_RUNNING;
@@ -381,7 +399,7 @@ static void s_launch (worker_t *w, Mc__ModuleRecord *rec, const char *token, con
 }
 
 //  Asks sandbox to stop the module's process (no-op if none).
-static int s_stop_process (worker_t *w, const char *name)
+static int s_stop_process (worker_t *w, const char *name, uint64_t *seq)
 {
     Mc__SandboxStop stop = MC__SANDBOX_STOP__INIT;
     stop.name = (char *)name;
@@ -390,6 +408,8 @@ static int s_stop_process (worker_t *w, const char *name)
     req.sandbox_stop = &stop;
     mc_env_t *reply = s_ask (w, w->sandbox, &req, (int)w->saga->ctx->config->stop_grace_ms + 10000);
     int rc = reply && reply->status == MC__STATUS__STATUS_OK ? 0 : -1;
+    if (seq && reply && reply->body_case == MC__ENVELOPE__BODY_SANDBOX_RESULT)
+        *seq = reply->sandbox_result->seq;
     mc_env_free (reply);
     return rc;
 }
@@ -499,6 +519,8 @@ static Mc__ModuleRecord *s_record_from_manifest (const mc_manifest_t *m)
     rec->manifest_json = json_dumps (m->json, JSON_COMPACT | JSON_SORT_KEYS);
     rec->memory_mb = m->memory_mb;
     rec->cpu = m->cpu;
+    rec->network = strdup (m->network ? m->network : "loopback");
+    rec->schedule = strdup (m->schedule ? m->schedule : "");
     rec->status = MC__MODULE_STATUS__MODULE_INSTALLING;
     rec->status_reason = strdup ("");
     rec->installed_at = rec->updated_at = mc_time_unix ();
@@ -595,6 +617,11 @@ static void s_saga_install (worker_t *w)
         s_install_undo (w, rec, NULL);
         goto cleanup;
     }
+    //  Its database dir exists from the start, so the sandbox always hides it (launch.c).
+    char *db_dir = s_path ("%s/db", dest);
+    if (mkdir (db_dir, 0700) != 0 && errno != EEXIST)
+        zsys_warning ("registry: cannot create %s: %s", db_dir, strerror (errno));
+    free (db_dir);
     mc_secret_generate (secret);
     if (s_issue (w, rec, token) != 0 || s_cred_store (ctx, rec->name, token, secret) != 0) {
         s_done (w, MC__STATUS__STATUS_INTERNAL, "CREDENTIALS_FAILED",
@@ -627,10 +654,19 @@ static void s_saga_install (worker_t *w)
     }
     mc_env_free (reply);
 
-    s_launch (w, rec, token, secret);
+    if (streq (rec->runtime_mode, "always_on"))
+        s_launch (w, rec, token, secret);
+    else {
+        //  Started on demand or by its schedule, not now (the test run proved it starts).
+        s_share_secret (w, rec->name, secret);
+        rec->status = MC__MODULE_STATUS__MODULE_STOPPED;
+        s_set_reason (rec, strdup (streq (rec->runtime_mode, "on_demand")
+                                       ? "on_demand: starts on its first event or POST start"
+                                       : "scheduled: starts at its schedule"));
+    }
     reply = s_step (w, MC__REGISTRY_SAGA__STEP__COMMIT, rec);
     if (!reply || reply->status != MC__STATUS__STATUS_OK) {
-        s_stop_process (w, rec->name);
+        s_stop_process (w, rec->name, NULL);
         s_install_undo (w, rec, dest);
         s_done (w, MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot store the module record",
                 NULL, NULL);
@@ -639,7 +675,9 @@ static void s_saga_install (worker_t *w)
     }
     mc_env_free (reply);
     zsys_info ("registry: installed %s %s (%s)", rec->name, rec->version,
-               rec->status == MC__MODULE_STATUS__MODULE_RUNNING ? "running" : "failed to start");
+               rec->status == MC__MODULE_STATUS__MODULE_RUNNING   ? "running"
+               : rec->status == MC__MODULE_STATUS__MODULE_STOPPED ? "waits to be started"
+                                                                  : "failed to start");
     if (rec->status == MC__MODULE_STATUS__MODULE_RUNNING)
         s_publish_lifecycle (w, "module.loaded", rec);
     s_done (w, MC__STATUS__STATUS_OK, NULL, NULL, NULL, rec);
@@ -695,7 +733,8 @@ static void s_saga_start (worker_t *w)
 static void s_saga_stop (worker_t *w)
 {
     Mc__ModuleRecord *rec = s_record_dup (w->saga->record);
-    if (s_stop_process (w, rec->name) != 0) {
+    uint64_t seq = 0;
+    if (s_stop_process (w, rec->name, &seq) != 0) {
         s_done (w, MC__STATUS__STATUS_INTERNAL, "STOP_FAILED", "the sandbox did not stop it", NULL,
                 NULL);
         mc__module_record__free_unpacked (rec, NULL);
@@ -704,6 +743,8 @@ static void s_saga_stop (worker_t *w)
     rec->status = MC__MODULE_STATUS__MODULE_STOPPED;
     rec->want_running = false;
     rec->pid = 0;
+    if (seq > rec->status_seq)
+        rec->status_seq = seq;
     rec->updated_at = mc_time_unix ();
     s_set_reason (rec, strdup ("stopped by the operator"));
     mc_env_t *reply = s_step (w, MC__REGISTRY_SAGA__STEP__COMMIT, rec);
@@ -729,7 +770,7 @@ static void s_saga_uninstall (worker_t *w)
         mc__module_record__free_unpacked (rec, NULL);
         return;
     }
-    s_stop_process (w, rec->name);
+    s_stop_process (w, rec->name, NULL);
     Mc__WebhookForget forget = MC__WEBHOOK_FORGET__INIT;
     forget.module = rec->name;
     mc_env_t env = MC__ENVELOPE__INIT;
@@ -822,6 +863,8 @@ static void s_saga_destroy (void **item)
     free (saga);
     *item = NULL;
 }
+
+static void s_apply_status (self_t *self, const Mc__RegistryStatus *st);
 
 //  Starts a saga in its own thread. name (may be NULL for installs) is marked busy.
 static void s_saga_start_thread (self_t *self, saga_kind_t kind, const char *name,
@@ -940,6 +983,11 @@ static void s_on_done (self_t *self, mc_request_t *req, saga_t *saga)
             reply.module = done->registry_saga->module;
         }
         mc_reply (self->router, saga->caller->routing_id, saga->caller->env->request_id, &reply);
+    }
+    Mc__RegistryStatus *pending = saga->name ? zhashx_lookup (self->pending, saga->name) : NULL;
+    if (pending) {
+        s_apply_status (self, pending); // only if newer than what the saga stored
+        zhashx_delete (self->pending, saga->name);
     }
     s_release (self, saga);
     pthread_join (saga->thread, NULL);
@@ -1061,6 +1109,8 @@ static void s_on_config (self_t *self, mc_request_t *req)
 {
     Mc__RegistryConfig *cfg = req->env->registry_config;
     Mc__ModuleRecord *rec = cfg->name ? zhashx_lookup (self->records, cfg->name) : NULL;
+    if (!rec || !s_live (rec))
+        rec = s_installing (self, cfg->name); // a module reads its config during its first start
     if (!rec || !s_live (rec)) {
         mc_reply_error (self->router, req->routing_id, req->env->request_id,
                         MC__STATUS__STATUS_NOT_FOUND, "MODULE_NOT_FOUND",
@@ -1241,23 +1291,121 @@ static void s_on_list (self_t *self, mc_request_t *req)
     free (items);
 }
 
-//  A module process ended on its own: the record says so, durably.
-static void s_on_exited (self_t *self, Mc__RegistryExited *exited)
+//  A status event from the sandbox's supervisor: the record says so, durably, unless
+//  the record already reflects a newer event (seq).
+static void s_apply_status (self_t *self, const Mc__RegistryStatus *st)
 {
-    Mc__ModuleRecord *rec = exited->name ? zhashx_lookup (self->records, exited->name) : NULL;
-    if (!rec || rec->status != MC__MODULE_STATUS__MODULE_RUNNING || rec->pid != exited->pid ||
-        zhashx_lookup (self->busy, exited->name))
+    Mc__ModuleRecord *rec = st->name ? zhashx_lookup (self->records, st->name) : NULL;
+    if (!rec || !s_live (rec) || st->seq <= rec->status_seq)
         return;
     Mc__ModuleRecord *copy = s_record_dup (rec);
-    copy->status = MC__MODULE_STATUS__MODULE_FAILED;
-    copy->pid = 0;
+    copy->status = st->status;
+    copy->pid = st->pid;
+    copy->restarts = st->restarts;
+    copy->status_seq = st->seq;
     copy->updated_at = mc_time_unix ();
-    if (exited->signal)
-        s_set_reason (copy, s_path ("killed by signal %d", exited->signal));
-    else
-        s_set_reason (copy, s_path ("exited with code %d", exited->exit_code));
+    if (st->status == MC__MODULE_STATUS__MODULE_RUNNING)
+        copy->started_at = copy->updated_at;
+    s_set_reason (copy, strdup (st->reason ? st->reason : ""));
+    if (st->exited) {
+        copy->last_exit_code = st->exit_code;
+        copy->last_signal = st->signal;
+        if (copy->stderr_tail && copy->stderr_tail != protobuf_c_empty_string)
+            free (copy->stderr_tail);
+        copy->stderr_tail = strdup (st->stderr_tail ? st->stderr_tail : "");
+    }
+    copy->next_run_at = rec->next_run_at;
     s_commit (self, copy);
     mc__module_record__free_unpacked (copy, NULL);
+}
+
+static void s_pending_free (void **item)
+{
+    if (*item)
+        mc__registry_status__free_unpacked (*item, NULL);
+    *item = NULL;
+}
+
+static void s_on_status (self_t *self, const Mc__RegistryStatus *st)
+{
+    if (!st->name || !*st->name)
+        return;
+    if (!zhashx_lookup (self->busy, st->name)) {
+        s_apply_status (self, st);
+        return;
+    }
+    //  A saga owns the record now: keep the newest event for when it is done.
+    Mc__RegistryStatus *have = zhashx_lookup (self->pending, st->name);
+    if (have && have->seq >= st->seq)
+        return;
+    size_t len = mc__registry_status__get_packed_size (st);
+    uint8_t *buf = malloc (len ? len : 1);
+    assert (buf);
+    mc__registry_status__pack (st, buf);
+    Mc__RegistryStatus *copy = mc__registry_status__unpack (NULL, len, buf);
+    free (buf);
+    assert (copy);
+    zhashx_update (self->pending, st->name, copy);
+}
+
+//  The webhook actor has a delivery for name: start it if it is an on_demand module
+//  that is not running (and not stopped by the operator), or keep it from idling out.
+static void s_on_wake (self_t *self, const char *name)
+{
+    Mc__ModuleRecord *rec = name ? zhashx_lookup (self->records, name) : NULL;
+    if (!rec || !s_live (rec) || !streq (rec->runtime_mode, "on_demand") ||
+        zhashx_lookup (self->busy, name))
+        return;
+    if (rec->status == MC__MODULE_STATUS__MODULE_RUNNING) {
+        Mc__SandboxTouch touch = MC__SANDBOX_TOUCH__INIT;
+        touch.name = (char *)name;
+        mc_env_t env = MC__ENVELOPE__INIT;
+        env.body_case = MC__ENVELOPE__BODY_SANDBOX_TOUCH;
+        env.sandbox_touch = &touch;
+        mc_notify (self->sandbox, &env);
+        return;
+    }
+    if (!rec->want_running)
+        return;
+    zsys_info ("registry: an event waits for %s (on_demand): starting it", name);
+    rec->status = MC__MODULE_STATUS__MODULE_STARTING; // shown meanwhile, not stored
+    s_saga_start_thread (self, SAGA_START, name, rec, NULL, NULL);
+}
+
+//  Starts the scheduled modules that are due; returns ms until the next one is (at
+//  most a minute: the wall clock may jump).
+static int s_run_schedules (self_t *self)
+{
+    int64_t now = mc_time_unix ();
+    int64_t wait_s = 60;
+    for (Mc__ModuleRecord *rec = zhashx_first (self->records); rec;
+         rec = zhashx_next (self->records)) {
+        if (!s_live (rec) || !streq (rec->runtime_mode, "scheduled") || !rec->want_running ||
+            !rec->schedule || !*rec->schedule)
+            continue;
+        mc_cron_t cron;
+        char why[128];
+        if (mc_cron_parse (rec->schedule, &cron, why, sizeof why) != 0)
+            continue;
+        if (rec->next_run_at <= 0)
+            rec->next_run_at = mc_cron_next (&cron, now); // runs missed while down are skipped
+        if (rec->next_run_at > 0 && rec->next_run_at <= now) {
+            bool running = rec->status == MC__MODULE_STATUS__MODULE_RUNNING ||
+                           rec->status == MC__MODULE_STATUS__MODULE_STARTING;
+            if (running || zhashx_lookup (self->busy, rec->name))
+                zsys_info ("registry: %s is still running: its run at its schedule is skipped",
+                           rec->name);
+            else {
+                zsys_info ("registry: starting %s (scheduled: %s)", rec->name, rec->schedule);
+                rec->status = MC__MODULE_STATUS__MODULE_STARTING;
+                s_saga_start_thread (self, SAGA_START, rec->name, rec, NULL, NULL);
+            }
+            rec->next_run_at = mc_cron_next (&cron, now);
+        }
+        if (rec->next_run_at > 0 && rec->next_run_at - now < wait_s)
+            wait_s = rec->next_run_at - now;
+    }
+    return (int)(wait_s > 0 ? wait_s : 1) * 1000;
 }
 
 static void s_on_request (self_t *self)
@@ -1303,8 +1451,11 @@ static void s_on_request (self_t *self)
         case MC__ENVELOPE__BODY_REGISTRY_UNINSTALL:
             kept = s_on_lifecycle (self, req, SAGA_UNINSTALL, env->registry_uninstall->name);
             break;
-        case MC__ENVELOPE__BODY_REGISTRY_EXITED:
-            s_on_exited (self, env->registry_exited);
+        case MC__ENVELOPE__BODY_REGISTRY_STATUS:
+            s_on_status (self, env->registry_status);
+            break;
+        case MC__ENVELOPE__BODY_REGISTRY_WAKE:
+            s_on_wake (self, env->registry_wake->name);
             break;
         case MC__ENVELOPE__BODY_REGISTRY_SAGA:
             s_on_saga (self, req);
@@ -1369,7 +1520,8 @@ static void s_boot (self_t *self)
     for (char *name = zlistx_first (names); name; name = zlistx_next (names)) {
         Mc__ModuleRecord *rec = zhashx_lookup (self->records, name);
         bool was_running = rec->status == MC__MODULE_STATUS__MODULE_RUNNING ||
-                           rec->status == MC__MODULE_STATUS__MODULE_STARTING;
+                           rec->status == MC__MODULE_STATUS__MODULE_STARTING ||
+                           rec->status == MC__MODULE_STATUS__MODULE_CRASHLOOP;
         if (!was_running || !rec->want_running)
             continue;
         if (streq (rec->runtime_mode, "always_on")) {
@@ -1379,7 +1531,9 @@ static void s_boot (self_t *self)
             Mc__ModuleRecord *copy = s_record_dup (rec);
             copy->status = MC__MODULE_STATUS__MODULE_STOPPED;
             copy->pid = 0;
-            s_set_reason (copy, strdup ("not always_on: waits to be started after a restart"));
+            s_set_reason (copy, strdup (streq (rec->runtime_mode, "on_demand")
+                                            ? "on_demand: starts on its next event or POST start"
+                                            : "scheduled: starts at its schedule"));
             s_commit (self, copy);
             mc__module_record__free_unpacked (copy, NULL);
         }
@@ -1400,6 +1554,9 @@ static self_t *s_self_new (mc_context_t *ctx)
     self->busy = zhashx_new ();
     zhashx_set_destructor (self->busy, (zhashx_destructor_fn *)zstr_free);
     self->reserved_ports = zhashx_new (); // values borrowed from records/sagas
+    self->pending = zhashx_new ();
+    zhashx_set_destructor (self->pending, s_pending_free);
+    self->sandbox = mc_client_new ("sandbox");
     atomic_init (&self->cancel, false);
     return self;
 }
@@ -1416,6 +1573,8 @@ static void s_self_destroy (self_t **self_p)
     zhashx_destroy (&self->sagas);
     zhashx_destroy (&self->busy);
     zhashx_destroy (&self->reserved_ports);
+    zhashx_destroy (&self->pending);
+    zsock_destroy (&self->sandbox);
     zhashx_destroy (&self->records);
     zsock_destroy (&self->router);
     free (self);
@@ -1437,7 +1596,7 @@ void mc_registry_actor (zsock_t *pipe, void *args)
     mc_actor_ready (pipe, 0);
     zpoller_t *poller = zpoller_new (pipe, self->router, NULL);
     while (!self->terminated) {
-        void *which = zpoller_wait (poller, -1);
+        void *which = zpoller_wait (poller, s_run_schedules (self));
         if (which == pipe) {
             char *command = zstr_recv (pipe);
             if (!command || streq (command, "$TERM"))

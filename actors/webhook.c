@@ -22,6 +22,10 @@
     A delivery older than max_age (default one day) after a failure goes DEAD: a
     dead-letter record (synced), and the core publishes webhook.exhausted.
 
+    Every enqueued delivery tells the registry (RegistryWake, once per module and batch):
+    it starts an on_demand module that is not running, or keeps a running one from
+    being stopped as idle.
+
     A module's signing secret comes from the registry (WebhookSecret at each launch);
     deliveries to a module whose secret is not known yet (core restarted, module not
     started yet) wait. On uninstall (WebhookForget) its secret and outbox are dropped.
@@ -75,6 +79,7 @@ struct self_t {
     mc_context_t *ctx;   // shared context
     zsock_t *router;     // inproc://modcore.webhook
     zsock_t *eventbus;   // DEALER: notifications to the bus (410 unsubscribe, exhausted)
+    zsock_t *registry;   // DEALER: RegistryWake when a delivery waits for a module
     zloop_t *loop;       // router, pipe, curl sockets, timers
     CURLM *multi;        // libcurl multi
     int curl_timer;      // zloop timer id for curl's timeout, or -1
@@ -614,7 +619,18 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
         }
     }
     bool ok = mc_store_batch_write (self->ctx->store, &batch, true) == 0;
+    zhashx_t *woken = zhashx_new (); // each module told once per batch
     for (Mc__Delivery *d = zlistx_first (fresh); d; d = zlistx_next (fresh)) {
+        if (ok && !zhashx_lookup (woken, d->module)) {
+            //  The registry starts an on_demand module that a delivery now waits for.
+            zhashx_insert (woken, d->module, (void *)1);
+            Mc__RegistryWake wake = MC__REGISTRY_WAKE__INIT;
+            wake.name = d->module;
+            mc_env_t env = MC__ENVELOPE__INIT;
+            env.body_case = MC__ENVELOPE__BODY_REGISTRY_WAKE;
+            env.registry_wake = &wake;
+            mc_notify (self->registry, &env);
+        }
         if (ok) {
             queue_t *queue = s_queue (self, d->subscription_id);
             zlistx_add_end (queue->pending, d);
@@ -632,6 +648,7 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
                             "cannot store the deliveries");
     }
     zlistx_destroy (&fresh);
+    zhashx_destroy (&woken);
     if (ok)
         for (queue_t *queue = zhashx_first (self->queues); queue;
              queue = zhashx_next (self->queues))
@@ -919,6 +936,7 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     self->curl_timer = -1;
     self->router = mc_actor_bind ("webhook");
     self->eventbus = mc_client_new ("eventbus");
+    self->registry = mc_client_new ("registry");
     self->sdk = mc_client_new ("sdk");
     self->native = zhashx_new ();
     self->loop = zloop_new ();
@@ -959,6 +977,7 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     zloop_destroy (&self->loop);
     zsock_destroy (&self->router);
     zsock_destroy (&self->eventbus);
+    zsock_destroy (&self->registry);
     zsock_destroy (&self->sdk);
     zhashx_destroy (&self->native);
     free (self);

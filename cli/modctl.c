@@ -662,13 +662,30 @@ static void s_print_record (const json_t *record)
             printf ("%s\n", uptime);
         }
     }
+    const json_t *last = json_object_get (record, "last_exit");
+    if (json_is_object (last)) {
+        s_print_label ("last_exit");
+        if (s_int (last, "signal"))
+            printf ("killed by signal %" JSON_INTEGER_FORMAT "\n", s_int (last, "signal"));
+        else
+            printf ("exit code %" JSON_INTEGER_FORMAT "\n", s_int (last, "exit_code"));
+        const char *tail = s_str (last, "stderr_tail", "");
+        if (*tail) {
+            printf ("stderr (last lines):\n");
+            for (const char *line = tail; *line;) {
+                size_t length = strcspn (line, "\n");
+                printf ("  | %.*s\n", (int)length, line);
+                line += length + (line[length] == '\n');
+            }
+        }
+    }
     for (void *it = json_object_iter ((json_t *)record); it;
          it = json_object_iter_next ((json_t *)record, it)) {
         const char *key = json_object_iter_key (it);
         size_t i = 0;
         while (i < known_count && strcmp (key, known[i]) != 0)
             i++;
-        if (i < known_count)
+        if (i < known_count || strcmp (key, "last_exit") == 0)
             continue; // printed above
         s_print_label (key);
         s_print_value (json_object_iter_value (it));
@@ -854,6 +871,8 @@ static int s_cmd_events (const mc_ctl_options_t *given, char **args)
         return MC_CTL_LOCAL_ERROR;
     }
     long lines = opts->lines ? opts->lines : MC_CTL_TAIL_LINES;
+    if (lines > MC_CTL_RING)
+        lines = MC_CTL_RING; // the core keeps the last MC_CTL_RING events
     json_t *events;
     int rc = s_recent (opts, 0, MC_CTL_RING, &events);
     if (rc != MC_CTL_OK)
@@ -1035,6 +1054,100 @@ static int s_cmd_deliveries (const mc_ctl_options_t *opts, char **args)
     return rc;
 }
 
+//  Prints the lines of a /logs answer; returns the offset to continue from, or -1.
+static long long s_print_lines (const json_t *answer)
+{
+    const json_t *lines = json_object_get (answer, "lines");
+    if (!json_is_array (lines) || !json_is_integer (json_object_get (answer, "offset")))
+        return -1;
+    for (size_t i = 0; i < json_array_size (lines); i++)
+        puts (json_string_value (json_array_get (lines, i)) ?: "");
+    fflush (stdout);
+    return s_int (answer, "offset");
+}
+
+//  logs NAME [-n N] [-f]: the module's stdout/stderr log; -f keeps following it.
+static int s_cmd_logs (const mc_ctl_options_t *opts, char **args)
+{
+    if (s_check_name (args[0]))
+        return MC_CTL_LOCAL_ERROR;
+    char path[256];
+    snprintf (path, sizeof path, "/modules/%s/logs?lines=%ld", args[0],
+              opts->lines ? opts->lines : 100);
+    json_t *answer;
+    int rc = s_call (opts, "GET", path, NULL, true, &answer);
+    if (rc != MC_CTL_OK)
+        return rc;
+    if (opts->json && !opts->follow)
+        s_print_json (answer);
+    long long offset = opts->json ? s_int (answer, "offset") : s_print_lines (answer);
+    json_decref (answer);
+    if (offset < 0)
+        return s_unexpected ("no \"lines\" and \"offset\" in the answer");
+    while (opts->follow) {
+        sleep (1);
+        snprintf (path, sizeof path, "/modules/%s/logs?offset=%lld", args[0], offset);
+        rc = s_call (opts, "GET", path, NULL, true, &answer);
+        if (rc != MC_CTL_OK)
+            return rc;
+        long long next = s_print_lines (answer);
+        json_decref (answer);
+        if (next < 0)
+            return s_unexpected ("no \"lines\" and \"offset\" in the answer");
+        offset = next;
+    }
+    return MC_CTL_OK;
+}
+
+//  Writes a byte count as "512K", "12.3M", "1.2G".
+static void s_format_bytes (long long bytes, char *buf, size_t size)
+{
+    if (bytes < 1024 * 1024)
+        snprintf (buf, size, "%lldK", bytes / 1024);
+    else if (bytes < 1024LL * 1024 * 1024)
+        snprintf (buf, size, "%.1fM", bytes / 1048576.0);
+    else
+        snprintf (buf, size, "%.1fG", bytes / 1073741824.0);
+}
+
+//  top: resource use of every module (CPU %, RSS, processes, restarts, uptime).
+static int s_cmd_top (const mc_ctl_options_t *opts, char **args)
+{
+    json_t *answer;
+    int rc = s_call (opts, "GET", "/modules", NULL, true, &answer);
+    if (rc != MC_CTL_OK)
+        return rc;
+    json_t *modules = s_modules_of (answer);
+    if (!modules)
+        rc = s_unexpected ("no \"modules\" array");
+    else if (opts->json)
+        s_print_json (answer);
+    else {
+        printf ("%-24s %-10s %7s %6s %8s %5s %8s %8s\n", "NAME", "STATUS", "PID", "CPU%", "RSS",
+                "PIDS", "RESTARTS", "UPTIME");
+        for (size_t i = 0; i < json_array_size (modules); i++) {
+            const json_t *m = json_array_get (modules, i);
+            const json_t *u = json_object_get (m, "usage");
+            char rss[32] = "-", cpu[32] = "-", pids[32] = "-", pid[32] = "-", up[32] = "-";
+            if (json_is_object (u)) {
+                s_format_bytes (s_int (u, "rss_bytes"), rss, sizeof rss);
+                snprintf (cpu, sizeof cpu, "%.1f",
+                          json_number_value (json_object_get (u, "cpu_percent")));
+                snprintf (pids, sizeof pids, "%" JSON_INTEGER_FORMAT, s_int (u, "pids"));
+                if (s_int (u, "pid"))
+                    snprintf (pid, sizeof pid, "%" JSON_INTEGER_FORMAT, s_int (u, "pid"));
+                if (s_int (u, "uptime_s"))
+                    s_format_duration (s_int (u, "uptime_s"), up, sizeof up);
+            }
+            printf ("%-24s %-10s %7s %6s %8s %5s %8" JSON_INTEGER_FORMAT " %8s\n",
+                    s_str (m, "name", "?"), s_str (m, "status", "?"), pid, cpu, rss, pids,
+                    s_int (m, "restarts"), up);
+        }
+    }
+    json_decref (answer);
+    return rc;
+}
+
 //  help: the usage text on stdout.
 static int s_cmd_help (const mc_ctl_options_t *opts, char **args)
 {
@@ -1060,6 +1173,9 @@ static const mc_ctl_command_t s_commands[] = {
     {"deliveries", 2, 2, 0, "retry ID",
      "retry a failed or pending delivery now (ID or a unique start of it)", true, 30,
      s_cmd_deliveries},
+    {"logs", 1, 1, MC_CTL_OPT_FOLLOW | MC_CTL_OPT_LINES, "NAME [-n N] [-f]",
+     "a module's output log; -f follows it", true, 30, s_cmd_logs},
+    {"top", 0, 0, 0, "", "resource use per module", true, 30, s_cmd_top},
     {"help", 0, 0, 0, "", "show this text", false, 30, s_cmd_help},
 };
 
@@ -1083,6 +1199,8 @@ static void s_usage (FILE *out)
              "  --token TOKEN        admin token instead of the file (env MODCORE_TOKEN)\n"
              "  --json               print the server's JSON answer\n"
              "  --timeout SECONDS    request timeout (default 180 for install, 30 otherwise)\n"
+             "  -n, --lines N        logs: how many lines (default 100, at most 10000)\n"
+             "  -f, --follow         logs: keep printing new lines until interrupted\n"
              "  --version            print modctl's version\n"
              "\ncommand options:\n"
              "  -f, --follow         events tail: poll every second and print new events\n"
@@ -1158,6 +1276,8 @@ int main (int argc, char *argv[])
                                             {"json", no_argument, NULL, OPT_JSON},
                                             {"timeout", required_argument, NULL, OPT_TIMEOUT},
                                             {"version", no_argument, NULL, OPT_VERSION},
+                                            {"lines", required_argument, NULL, 'n'},
+                                            {"follow", no_argument, NULL, 'f'},
                                             {"help", no_argument, NULL, 'h'},
                                             {"follow", no_argument, NULL, 'f'},
                                             {"failed", no_argument, NULL, OPT_FAILED},
@@ -1188,8 +1308,8 @@ int main (int argc, char *argv[])
             case 'n':
                 errno = 0;
                 opts.lines = strtol (optarg, &end, 10);
-                if (errno || *end || end == optarg || opts.lines < 1 || opts.lines > MC_CTL_RING) {
-                    fprintf (stderr, "modctl: -n needs a number of events in 1..%d\n", MC_CTL_RING);
+                if (errno || *end || end == optarg || opts.lines < 1 || opts.lines > 10000) {
+                    fprintf (stderr, "modctl: -n needs a number in 1..10000\n");
                     return MC_CTL_LOCAL_ERROR;
                 }
                 opts.given |= MC_CTL_OPT_LINES;

@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,6 +27,27 @@ mc_config_t *mc_config_new (void)
     self->health_timeout_ms = 30000;
     self->stop_grace_ms = 10000;
     self->call_timeout_ms = 5000;
+    self->isolation = strdup ("bwrap");
+    self->bwrap = strdup ("/usr/bin/bwrap");
+    self->module_uid = self->module_gid = -1;
+    self->tmp_mb = 64;
+    self->nofile = 1024;
+    self->nproc = 4096;
+    self->fsize_mb = 1024;
+    self->memory_mb = 256;
+    self->cpu_percent = 100;
+    self->pids_max = 100;
+    self->log_max_kb = 10240;
+    self->log_keep = 3;
+    self->restart_base_ms = 1000;
+    self->restart_max_ms = 300000;
+    self->restart_reset_ms = 600000;
+    self->crashloop_exits = 5;
+    self->crashloop_window_ms = 60000;
+    self->health_interval_ms = 10000;
+    self->health_failures = 3;
+    self->health_grace_ms = 30000;
+    self->idle_stop_ms = 300000;
     self->sdk_workers = 4;
     self->webhook_timeout_ms = 5000;
     self->webhook_retry_base_ms = 1000;
@@ -47,6 +69,9 @@ void mc_config_destroy (mc_config_t **self_p)
     free (self->data_dir);
     free (self->listen_host);
     free (self->launcher);
+    free (self->isolation);
+    free (self->bwrap);
+    free (self->module_user);
     free (self->sdk_endpoint);
     free (self->sdk_tcp_endpoint);
     free (self->config_path);
@@ -175,30 +200,91 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
     }
     json_t *sb = json_object_get (root, "sandbox");
     if (sb) {
-        static const char *const keys[] = {"test_timeout_s", "health_timeout_s", "stop_grace_s",
-                                           "launcher", NULL};
+        static const char *const keys[] = {"test_timeout_s",
+                                           "health_timeout_s",
+                                           "stop_grace_s",
+                                           "launcher",
+                                           "isolation",
+                                           "bwrap",
+                                           "user",
+                                           "tmp_mb",
+                                           "nofile",
+                                           "nproc",
+                                           "fsize_mb",
+                                           "memory_mb",
+                                           "cpu_percent",
+                                           "pids_max",
+                                           "log_max_kb",
+                                           "log_keep",
+                                           "restart_base_ms",
+                                           "restart_max_ms",
+                                           "restart_reset_s",
+                                           "crashloop_exits",
+                                           "crashloop_window_s",
+                                           "health_interval_ms",
+                                           "health_failures",
+                                           "health_grace_s",
+                                           "idle_stop_s",
+                                           NULL};
         if (s_known (sb, "sandbox", keys, err))
             goto done;
-        v = self->sandbox_test_ms;
-        if (s_uint (sb, "sandbox", "test_timeout_s", 1, 3600, 1000, &v, err))
-            goto done;
-        self->sandbox_test_ms = (uint32_t)v;
-        v = self->health_timeout_ms;
-        if (s_uint (sb, "sandbox", "health_timeout_s", 1, 3600, 1000, &v, err))
-            goto done;
-        self->health_timeout_ms = (uint32_t)v;
-        v = self->stop_grace_ms;
-        if (s_uint (sb, "sandbox", "stop_grace_s", 0, 600, 1000, &v, err))
-            goto done;
-        self->stop_grace_ms = (uint32_t)v;
-        json_t *launcher = json_object_get (sb, "launcher");
-        if (launcher && !json_is_string (launcher)) {
-            mc_error_set (err, "CONFIG_INVALID", "[sandbox] launcher must be a string");
-            goto done;
+        struct {
+            const char *key;
+            uint32_t *field;
+            uint64_t min, max, mult;
+        } fields[] = {
+            {"test_timeout_s", &self->sandbox_test_ms, 1, 3600, 1000},
+            {"health_timeout_s", &self->health_timeout_ms, 1, 3600, 1000},
+            {"stop_grace_s", &self->stop_grace_ms, 0, 600, 1000},
+            {"tmp_mb", &self->tmp_mb, 1, 65536, 1},
+            {"nofile", &self->nofile, 16, 1048576, 1},
+            {"nproc", &self->nproc, 16, 4194304, 1},
+            {"fsize_mb", &self->fsize_mb, 1, 1048576, 1},
+            {"memory_mb", &self->memory_mb, 16, 65536, 1},
+            {"cpu_percent", &self->cpu_percent, 1, 6400, 1},
+            {"pids_max", &self->pids_max, 8, 1000000, 1},
+            {"log_max_kb", &self->log_max_kb, 1, 4194304, 1},
+            {"log_keep", &self->log_keep, 0, 100, 1},
+            {"restart_base_ms", &self->restart_base_ms, 10, 3600000, 1},
+            {"restart_max_ms", &self->restart_max_ms, 10, 86400000, 1},
+            {"restart_reset_s", &self->restart_reset_ms, 1, 86400, 1000},
+            {"crashloop_exits", &self->crashloop_exits, 2, 1000, 1},
+            {"crashloop_window_s", &self->crashloop_window_ms, 1, 86400, 1000},
+            {"health_interval_ms", &self->health_interval_ms, 100, 3600000, 1},
+            {"health_failures", &self->health_failures, 1, 1000, 1},
+            {"health_grace_s", &self->health_grace_ms, 0, 3600, 1000},
+            {"idle_stop_s", &self->idle_stop_ms, 1, 86400, 1000},
+        };
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+            v = *fields[i].field; // kept when the key is absent
+            if (s_uint (sb, "sandbox", fields[i].key, fields[i].min, fields[i].max, fields[i].mult,
+                        &v, err))
+                goto done;
+            *fields[i].field = (uint32_t)v;
         }
-        if (launcher) {
-            free (self->launcher);
-            self->launcher = strdup (json_string_value (launcher));
+        struct {
+            const char *key;
+            char **field;
+        } strings[] = {{"launcher", &self->launcher},
+                       {"isolation", &self->isolation},
+                       {"bwrap", &self->bwrap},
+                       {"user", &self->module_user}};
+        for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+            json_t *value = json_object_get (sb, strings[i].key);
+            if (value && !json_is_string (value)) {
+                mc_error_set (err, "CONFIG_INVALID", "[sandbox] %s must be a string",
+                              strings[i].key);
+                goto done;
+            }
+            if (value) {
+                free (*strings[i].field);
+                *strings[i].field = strdup (json_string_value (value));
+            }
+        }
+        if (strcmp (self->isolation, "bwrap") && strcmp (self->isolation, "none")) {
+            mc_error_set (err, "CONFIG_INVALID",
+                          "[sandbox] isolation must be \"bwrap\" or \"none\"");
+            goto done;
         }
     }
     json_t *in = json_object_get (root, "install");
@@ -343,6 +429,27 @@ int mc_config_finish (mc_config_t *self, mc_error_t *err)
         exe[len] = 0;
         if (asprintf (&self->launcher, "%s/modcore-launch", dirname (exe)) < 0)
             abort ();
+    }
+    if (strcmp (self->isolation, "bwrap") == 0 && access (self->bwrap, X_OK) != 0)
+        return mc_error_set (err, "CONFIG_INVALID",
+                             "bubblewrap (%s) is not executable: install the bubblewrap package, "
+                             "set [sandbox] bwrap, or (unsafe) isolation = \"none\"",
+                             self->bwrap);
+    //  Modules run as an unprivileged user: "nobody" by default when the core is root.
+    if (!self->module_user && geteuid () == 0)
+        self->module_user = strdup ("nobody");
+    if (self->module_user && *self->module_user) {
+        struct passwd *pw = getpwnam (self->module_user);
+        if (!pw)
+            return mc_error_set (err, "CONFIG_INVALID", "[sandbox] user %s does not exist",
+                                 self->module_user);
+        if (geteuid () != 0 && pw->pw_uid != geteuid ())
+            return mc_error_set (err, "CONFIG_INVALID",
+                                 "[sandbox] user %s: only a core running as root can run modules "
+                                 "as another user",
+                                 self->module_user);
+        self->module_uid = (long)pw->pw_uid;
+        self->module_gid = (long)pw->pw_gid;
     }
     if (access (self->launcher, X_OK) != 0)
         return mc_error_set (err, "CONFIG_INVALID", "launcher %s is not executable",

@@ -37,6 +37,28 @@ typedef struct {
     int sdk_workers;                // [sdk] workers; threads serving native requests, default 4
     bool metrics_loopback_open;     // [metrics] loopback_open; scrapes from 127.0.0.1 need no token
     char *launcher;                 // [sandbox] launcher; default modcore-launch beside modcored
+    char *isolation;                // [sandbox] isolation; "bwrap" (default) or "none" (unsafe)
+    char *bwrap;                    // [sandbox] bwrap; bubblewrap path, default /usr/bin/bwrap
+    char *module_user;              // [sandbox] user; default "nobody" as root, else none
+    long module_uid, module_gid;    // module_user resolved; -1 = the core's own user
+    uint32_t tmp_mb;                // [sandbox] tmp_mb; private /tmp size, default 64
+    uint32_t nofile;                // [sandbox] nofile; RLIMIT_NOFILE, default 1024
+    uint32_t nproc;                 // [sandbox] nproc; RLIMIT_NPROC, default 4096
+    uint32_t fsize_mb;              // [sandbox] fsize_mb; RLIMIT_FSIZE, default 1024
+    uint32_t memory_mb;             // [sandbox] memory_mb; without resources.memory_mb, 256
+    uint32_t cpu_percent;           // [sandbox] cpu_percent; without resources.cpu, 100
+    uint32_t pids_max;              // [sandbox] pids_max; cgroup pids limit, default 100
+    uint32_t log_max_kb;            // [sandbox] log_max_kb; rotate a module log, 10 MiB
+    uint32_t log_keep;              // [sandbox] log_keep; rotated files kept, default 3
+    uint32_t restart_base_ms;       // [sandbox] restart_base_ms; first backoff, default 1 s
+    uint32_t restart_max_ms;        // [sandbox] restart_max_ms; backoff cap, default 5 min
+    uint32_t restart_reset_ms;      // [sandbox] restart_reset_s; healthy this long resets, 10 min
+    uint32_t crashloop_exits;       // [sandbox] crashloop_exits; exits that make a loop, 5
+    uint32_t crashloop_window_ms;   // [sandbox] crashloop_window_s; within this window, 60 s
+    uint32_t health_interval_ms;    // [sandbox] health_interval_ms; periodic check, 10 s
+    uint32_t health_failures;       // [sandbox] health_failures; failures in a row, 3
+    uint32_t health_grace_ms;       // [sandbox] health_grace_s; no restart this early, 30 s
+    uint32_t idle_stop_ms;          // [sandbox] idle_stop_s; on_demand idle stop, 5 min
     json_t *modules;                // [modules.<name>] tables (object, owned), for config merge
     char *config_path;              // the file read, or NULL
 } mc_config_t;

@@ -20,6 +20,7 @@
     - Unknown top-level keys are allowed, for forward compatibility. */
 #include "core/manifest.h"
 
+#include "core/cron.h"
 #include "core/perms.h"
 
 #include <assert.h>
@@ -30,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MC_MANIFEST_MAX  (64 * 1024) // bytes of manifest.json text
@@ -407,6 +409,33 @@ static void s_check_resources (json_t *root, mc_manifest_t *self, json_t *proble
     }
 }
 
+//  Checks modcore's sandbox fields: `network` ("loopback", the default, or "none": an
+//  own network namespace) and `schedule` (a cron line, required by runtime_mode
+//  "scheduled" and only allowed with it; Selena manifests have none, and then the module
+//  runs hourly: "@hourly").
+static void s_check_sandbox (json_t *root, mc_manifest_t *self, json_t *problems)
+{
+    static const char *const networks[] = {"loopback", "none", NULL};
+    const char *network =
+        s_enum_member (root, "network", false, networks, "loopback, none", problems);
+    self->network = s_strdup (network ? network : "loopback");
+    const char *schedule = s_string_member (root, "schedule", "schedule", false, problems);
+    bool scheduled = self->runtime_mode && strcmp (self->runtime_mode, "scheduled") == 0;
+    if (schedule && !scheduled)
+        s_problem (problems, "schedule: only for runtime_mode \"scheduled\"");
+    else if (schedule) {
+        mc_cron_t cron;
+        char why[160];
+        if (mc_cron_parse (schedule, &cron, why, sizeof why) != 0)
+            s_problem (problems, "schedule: %s", why);
+        else if (mc_cron_next (&cron, (int64_t)time (NULL)) < 0)
+            s_problem (problems, "schedule: never fires");
+        else
+            self->schedule = s_strdup (schedule);
+    } else if (scheduled && !json_object_get (root, "schedule"))
+        self->schedule = s_strdup ("@hourly");
+}
+
 //  Checks every rule on a decoded object and returns a manifest holding the valid parts.
 //  Takes ownership of root. The caller decides on the problems.
 static mc_manifest_t *s_validate (json_t *root, json_t *problems)
@@ -461,6 +490,7 @@ static mc_manifest_t *s_validate (json_t *root, json_t *problems)
     s_check_resources (root, self, problems);
     self->entry = s_argv_member (root, "entry", problems);
     self->test = s_argv_member (root, "test", problems);
+    s_check_sandbox (root, self, problems);
     return self;
 }
 
@@ -633,6 +663,8 @@ void mc_manifest_destroy (mc_manifest_t **self_p)
     free (self->api_version);
     free (self->ui_profile);
     free (self->runtime_mode);
+    free (self->network);
+    free (self->schedule);
     free (self->description);
     free (self->author);
     s_argv_free (self->entry);

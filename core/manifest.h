@@ -22,6 +22,8 @@ typedef struct {
     char **test;          // optional argv of the sandbox test command, NULL-terminated, or NULL
     int memory_mb;        // resources.memory_mb, 0 when not given
     double cpu;           // resources.cpu, 0 when not given
+    char *network;        // "loopback" (default) or "none": its own network namespace
+    char *schedule;       // cron line for runtime_mode "scheduled", else NULL
     json_t *json;         // the whole manifest as parsed (owned)
 } mc_manifest_t;
 

@@ -16,13 +16,18 @@
 #include "core/token.h"
 #include "gateway/http.h"
 
-//  Sends the module record of a registry reply, or its error.
+//  Sends the module record of a registry reply (with its resource use), or its error.
 static int s_answer_record (mc_http_req_t *req, mc_env_t *reply, int ok_status)
 {
     int status;
-    if (reply->status == MC__STATUS__STATUS_OK && reply->body_case == MC__ENVELOPE__BODY_MODULE)
-        status = mc_http_json (req, ok_status, mc_http_record_json (reply->module));
-    else if (reply->status == MC__STATUS__STATUS_OK)
+    if (reply->status == MC__STATUS__STATUS_OK && reply->body_case == MC__ENVELOPE__BODY_MODULE) {
+        json_t *record = mc_http_record_json (reply->module);
+        json_t *usage = mc_http_usage (req, reply->module->name);
+        json_t *mine = json_object_get (usage, reply->module->name);
+        json_object_set (record, "usage", mine ? mine : json_null ());
+        json_decref (usage);
+        status = mc_http_json (req, ok_status, record);
+    } else if (reply->status == MC__STATUS__STATUS_OK)
         status = mc_http_error (req, 500, "INTERNAL", "the registry sent no record");
     else
         status = mc_http_actor_error (req, reply);
@@ -111,8 +116,15 @@ int mc_api_modules_list (mc_http_req_t *req)
         status = mc_http_actor_error (req, reply);
     else {
         json_t *modules = json_array ();
-        for (size_t i = 0; i < reply->module_list->n_modules; i++)
-            json_array_append_new (modules, mc_http_record_json (reply->module_list->modules[i]));
+        json_t *usage = mc_http_usage (req, NULL);
+        for (size_t i = 0; i < reply->module_list->n_modules; i++) {
+            const Mc__ModuleRecord *rec = reply->module_list->modules[i];
+            json_t *record = mc_http_record_json (rec);
+            json_t *mine = json_object_get (usage, rec->name);
+            json_object_set (record, "usage", mine ? mine : json_null ());
+            json_array_append_new (modules, record);
+        }
+        json_decref (usage);
         status = mc_http_json (req, 200, json_pack ("{s:o}", "modules", modules));
     }
     mc_env_free (reply);
@@ -442,4 +454,104 @@ int mc_api_modules_ui_token (mc_http_req_t *req)
         status = mc_http_actor_error (req, reply);
     mc_env_free (reply);
     return status;
+}
+
+//  --- logs ---------------------------------------------------------------------------
+
+#define S_LOG_READ_MAX (1024 * 1024) // bytes read per request
+
+//  GET /modules/{name}/logs?lines=N (the last N lines, default 100, at most 10000) or
+//  ?offset=X (what was written after byte X: `modctl logs -f` polls with the offset of
+//  the previous answer). Answers {"module", "lines": [...], "offset": end of what was
+//  read, "size"}. Only whole lines are returned; a log rotated since X restarts at 0.
+int mc_api_modules_logs (mc_http_req_t *req)
+{
+    const char *name = req->params[0];
+    Mc__RegistryGet get = MC__REGISTRY_GET__INIT;
+    get.name = (char *)name;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_REGISTRY_GET;
+    env.registry_get = &get;
+    mc_env_t *reply =
+        mc_http_call (req, req->thread->registry, &env, (int)req->ctx->config->call_timeout_ms);
+    if (!reply)
+        return 504;
+    if (reply->status != MC__STATUS__STATUS_OK) { // unknown names never reach the file system
+        int status = mc_http_actor_error (req, reply);
+        mc_env_free (reply);
+        return status;
+    }
+    mc_env_free (reply);
+    char text[32];
+    long lines = 100;
+    long long offset = -1;
+    char *end = NULL;
+    if (mc_http_query (req, "lines", text, sizeof text)) {
+        lines = strtol (text, &end, 10);
+        if (!*text || *end || lines < 1 || lines > 10000)
+            return mc_http_error (req, 400, "INVALID_QUERY",
+                                  "lines must be an integer in 1..10000");
+    }
+    if (mc_http_query (req, "offset", text, sizeof text)) {
+        offset = strtoll (text, &end, 10);
+        if (!*text || *end || offset < 0)
+            return mc_http_error (req, 400, "INVALID_QUERY",
+                                  "offset must be a non-negative integer");
+    }
+    char path[4200];
+    snprintf (path, sizeof path, "%s/logs/%s.log", req->ctx->config->data_dir, name);
+    int fd = open (path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    off_t size = fd >= 0 && fstat (fd, &st) == 0 && S_ISREG (st.st_mode) ? st.st_size : 0;
+    off_t start;
+    if (offset >= 0)
+        start = offset > (long long)size ? 0 : (off_t)offset; // rotated: from the start
+    else
+        start = size > S_LOG_READ_MAX ? size - S_LOG_READ_MAX : 0;
+    size_t want = (size_t)(size - start < S_LOG_READ_MAX ? size - start : S_LOG_READ_MAX);
+    char *buf = malloc (want + 1);
+    assert (buf);
+    ssize_t got = fd >= 0 && want ? pread (fd, buf, want, start) : 0;
+    if (fd >= 0)
+        close (fd);
+    size_t len = got > 0 ? (size_t)got : 0;
+    //  Whole lines only: the rest comes with the next offset.
+    size_t whole = len;
+    while (whole > 0 && buf[whole - 1] != '\n')
+        whole--;
+    json_t *all = json_array ();
+    size_t from = 0;
+    //  Tail mode skips a first partial line when it did not start at the beginning.
+    if (offset < 0 && start > 0) {
+        const char *nl = memchr (buf, '\n', whole);
+        from = nl ? (size_t)(nl - buf) + 1 : whole;
+    }
+    for (size_t i = from; i < whole;) {
+        const char *nl = memchr (buf + i, '\n', whole - i);
+        size_t n = (size_t)(nl - (buf + i));
+        json_t *line = json_stringn (buf + i, n); // NULL when not UTF-8
+        if (!line) {
+            //  Shown with '?' for the bytes that are not ASCII rather than dropped.
+            char *copy = malloc (n + 1);
+            assert (copy);
+            for (size_t k = 0; k < n; k++)
+                copy[k] = (unsigned char)buf[i + k] < 0x80 ? buf[i + k] : '?';
+            line = json_stringn (copy, n);
+            free (copy);
+        }
+        json_array_append_new (all, line);
+        i += n + 1;
+    }
+    free (buf);
+    size_t count = json_array_size (all);
+    if (offset < 0 && count > (size_t)lines) {
+        json_t *last = json_array ();
+        for (size_t i = count - (size_t)lines; i < count; i++)
+            json_array_append (last, json_array_get (all, i));
+        json_decref (all);
+        all = last;
+    }
+    return mc_http_json (req, 200,
+                         json_pack ("{s:s, s:o, s:I, s:I}", "module", name, "lines", all, "offset",
+                                    (json_int_t)(start + (off_t)whole), "size", (json_int_t)size));
 }

@@ -43,6 +43,7 @@ static const route_t s_routes[] = {
     {"POST", "/modules/{}/start", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_start},
     {"POST", "/modules/{}/stop", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_stop},
     {"DELETE", "/modules/{}", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_uninstall},
+    {"GET", "/modules/{}/logs", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_modules_logs},
     {"GET", "/devices", AUTH_TOKEN, MC_PERM_DEVICE_READ, mc_api_devices_list},
     {"POST", "/devices", AUTH_TOKEN, MC_PERM_DEVICE_WRITE, mc_api_devices_create},
     {"GET", "/devices/{}", AUTH_TOKEN, MC_PERM_DEVICE_READ, mc_api_devices_get},
@@ -297,6 +298,7 @@ mc_http_thread_t *mc_http_thread_new (void)
     thread->webhook = mc_client_new ("webhook");
     thread->devices = mc_client_new ("devices");
     thread->auth = mc_client_new ("auth");
+    thread->sandbox = mc_client_new ("sandbox");
     thread->storage = mc_client_new ("storage");
     thread->sdk = mc_client_new ("sdk");
     return thread;
@@ -312,6 +314,7 @@ void mc_http_thread_destroy (mc_http_thread_t **self_p)
     zsock_destroy (&thread->webhook);
     zsock_destroy (&thread->devices);
     zsock_destroy (&thread->auth);
+    zsock_destroy (&thread->sandbox);
     zsock_destroy (&thread->storage);
     zsock_destroy (&thread->sdk);
     free (thread);

@@ -293,6 +293,8 @@ static const char *s_status_name (Mc__ModuleStatus status)
             return "REMOVED";
         case MC__MODULE_STATUS__MODULE_STARTING:
             return "STARTING";
+        case MC__MODULE_STATUS__MODULE_CRASHLOOP:
+            return "CRASHLOOP";
         case _MC__MODULE_STATUS_IS_INT_SIZE:
             break;
     }
@@ -320,6 +322,21 @@ json_t *mc_http_record_json (const Mc__ModuleRecord *rec)
     assert (obj);
     if (!*rec->ui_profile)
         json_object_set_new (obj, "ui_profile", json_null ());
+    //  Supervision: restarts, and how the last unexpected exit ended.
+    json_object_set_new (obj, "restarts", json_integer (rec->restarts));
+    json_object_set_new (obj, "network", json_string (*rec->network ? rec->network : "loopback"));
+    if (*rec->schedule) {
+        json_object_set_new (obj, "schedule", json_string (rec->schedule));
+        json_object_set_new (obj, "next_run_at", s_time (rec->next_run_at));
+    }
+    if (*rec->stderr_tail || rec->last_exit_code || rec->last_signal) {
+        json_t *last =
+            json_pack ("{s:o, s:o, s:s}", "exit_code",
+                       rec->last_signal ? json_null () : json_integer (rec->last_exit_code),
+                       "signal", rec->last_signal ? json_integer (rec->last_signal) : json_null (),
+                       "stderr_tail", rec->stderr_tail);
+        json_object_set_new (obj, "last_exit", last);
+    }
     json_t *manifest = json_loads (rec->manifest_json, 0, NULL);
     if (manifest) {
         json_t *ui = json_object_get (manifest, "ui");
@@ -331,4 +348,34 @@ json_t *mc_http_record_json (const Mc__ModuleRecord *rec)
         json_decref (manifest);
     }
     return obj;
+}
+
+json_t *mc_http_usage_json (const Mc__SandboxUsage *u)
+{
+    return json_pack ("{s:s, s:i, s:f, s:I, s:i, s:i, s:I, s:I, s:f}", "state", u->state, "pid",
+                      (int)u->pid, "cpu_percent", (double)((int)(u->cpu_percent * 10 + 0.5)) / 10,
+                      "rss_bytes", (json_int_t)u->rss_bytes, "pids", (int)u->pids, "restarts",
+                      (int)u->restarts, "uptime_s", (json_int_t)u->uptime_s, "oom_kills",
+                      (json_int_t)u->oom_kills, "cpu_seconds", (double)(u->cpu_ns / 1000000) / 1000.0);
+}
+
+json_t *mc_http_usage (mc_http_req_t *req, const char *name)
+{
+    json_t *all = json_object ();
+    if (!req->thread || !req->thread->sandbox)
+        return all;
+    Mc__SandboxStatus status = MC__SANDBOX_STATUS__INIT;
+    status.name = (char *)(name ? name : "");
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_SANDBOX_STATUS;
+    env.sandbox_status = &status;
+    mc_env_t *reply = mc_call (req->thread->sandbox, &env, (int)req->ctx->config->call_timeout_ms);
+    if (reply && reply->status == MC__STATUS__STATUS_OK &&
+        reply->body_case == MC__ENVELOPE__BODY_SANDBOX_RESULT)
+        for (size_t i = 0; i < reply->sandbox_result->n_usage; i++) {
+            const Mc__SandboxUsage *u = reply->sandbox_result->usage[i];
+            json_object_set_new (all, u->name, mc_http_usage_json (u));
+        }
+    mc_env_free (reply);
+    return all;
 }

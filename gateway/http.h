@@ -19,6 +19,7 @@ typedef struct {
     zsock_t *webhook;  // DEALER to the webhook actor
     zsock_t *devices;  // DEALER to the devices actor
     zsock_t *auth;     // DEALER to the auth actor (UI tokens)
+    zsock_t *sandbox;  // DEALER to the sandbox actor (resource use)
     zsock_t *storage;  // DEALER to the storage actor
     zsock_t *sdk;      // DEALER to the native SDK endpoint (CLI invocations)
 } mc_http_thread_t;
@@ -98,6 +99,13 @@ json_t *mc_http_read_json (mc_http_req_t *req);
 //  A module record as the API shows it.
 json_t *mc_http_record_json (const Mc__ModuleRecord *rec);
 
+//  Resource use of one module as the API shows it.
+json_t *mc_http_usage_json (const Mc__SandboxUsage *u);
+
+//  Resource use of name (NULL: every module) from the sandbox: an object name -> usage
+//  (empty when the sandbox does not answer).
+json_t *mc_http_usage (mc_http_req_t *req, const char *name);
+
 //  Route handlers, one file per API area.
 int mc_api_health (mc_http_req_t *req);
 int mc_api_modules_list (mc_http_req_t *req);
@@ -107,6 +115,7 @@ int mc_api_modules_install (mc_http_req_t *req);
 int mc_api_modules_start (mc_http_req_t *req);
 int mc_api_modules_stop (mc_http_req_t *req);
 int mc_api_modules_uninstall (mc_http_req_t *req);
+int mc_api_modules_logs (mc_http_req_t *req);
 int mc_api_devices_list (mc_http_req_t *req);
 int mc_api_devices_get (mc_http_req_t *req);
 int mc_api_devices_create (mc_http_req_t *req);

@@ -740,6 +740,40 @@ static void test_destroy_safe (void)
     mc_manifest_destroy (&manifest);
 }
 
+//  modcore's sandbox fields: network and schedule.
+static void test_sandbox_fields (void)
+{
+    const char *base = "{\"name\":\"m1\",\"version\":\"1.0.0\",\"type\":\"UI\","
+                       "\"api_version\":\"1.0\",\"port\":8101,\"permissions\":[],%s}";
+    char text[512];
+    snprintf (text, sizeof text, base, "\"network\":\"none\"");
+    json_t *problems = NULL;
+    mc_manifest_t *m = mc_manifest_parse (text, strlen (text), &problems);
+    CU_ASSERT_PTR_NOT_NULL_FATAL (m);
+    CU_ASSERT_STRING_EQUAL (m->network, "none");
+    CU_ASSERT_PTR_NULL (m->schedule);
+    mc_manifest_destroy (&m);
+    snprintf (text, sizeof text, base,
+              "\"runtime_mode\":\"scheduled\",\"schedule\":\"*/5 * * * *\"");
+    m = mc_manifest_parse (text, strlen (text), &problems);
+    CU_ASSERT_PTR_NOT_NULL_FATAL (m);
+    CU_ASSERT_STRING_EQUAL (m->network, "loopback");
+    CU_ASSERT_STRING_EQUAL (m->schedule, "*/5 * * * *");
+    mc_manifest_destroy (&m);
+    snprintf (text, sizeof text, base, "\"runtime_mode\":\"scheduled\"");
+    m = mc_manifest_parse (text, strlen (text), &problems);
+    CU_ASSERT_PTR_NOT_NULL_FATAL (m);
+    CU_ASSERT_STRING_EQUAL (m->schedule, "@hourly");
+    mc_manifest_destroy (&m);
+    snprintf (text, sizeof text, base, "\"network\":\"host\"");
+    CU_ASSERT_TRUE (s_refused (text, 1, "network: must be one of"));
+    snprintf (text, sizeof text, base,
+              "\"runtime_mode\":\"scheduled\",\"schedule\":\"61 * * * *\"");
+    CU_ASSERT_TRUE (s_refused (text, 1, "schedule: bad minute"));
+    snprintf (text, sizeof text, base, "\"schedule\":\"* * * * *\"");
+    CU_ASSERT_TRUE (s_refused (text, 1, "schedule: only for"));
+}
+
 void mc_test_manifest (void)
 {
     CU_pSuite suite = CU_add_suite ("manifest", NULL, NULL);
@@ -766,4 +800,5 @@ void mc_test_manifest (void)
     CU_add_test (suite, "load_dir refuses non-regular files", test_load_dir_not_regular);
     CU_add_test (suite, "load_dir 64 KiB cap", test_load_dir_too_large);
     CU_add_test (suite, "destroy is safe on NULL and twice", test_destroy_safe);
+    CU_add_test (suite, "sandbox fields network and schedule", test_sandbox_fields);
 }

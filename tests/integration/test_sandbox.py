@@ -1,0 +1,430 @@
+#!/usr/bin/env python3
+"""Integration test of the module sandbox and supervisor: the real modcored on a free
+port with a temporary data dir and a TOML config, real module processes in bubblewrap.
+
+  1. isolation: the hostile fixture tries every attack (read <data>/secure, the core's
+     LevelDB, admin.token, another module's files, the config; write outside its dir;
+     fork bomb; memory past its limit; ptrace; mount; unshare; raw and packet sockets;
+     see or signal host processes); each must fail while the core and hello keep serving
+  2. resource use and logs in the API, `modctl top`, `modctl logs`
+  3. health: a module whose /health turns 500 is restarted
+  4. crash loop: a module that exits at once reaches CRASHLOOP with exit code, stderr and
+     doubling restart delays, and the core stays idle meanwhile
+  5. on_demand: installed stopped, started by POST start, stopped when idle
+  6. kill -9 of the core: no module process survives; a restarted core brings the
+     always_on modules back with their tokens
+Runs as root (CI does). Prints "N passed, M failed" last.
+
+usage: test_sandbox.py --build BUILD_DIR"""
+import argparse
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.dirname(os.path.dirname(HERE))
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+passed = 0
+failed = 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok   " + what, flush=True)
+    else:
+        failed += 1
+        print("FAIL " + what, flush=True)
+    return cond
+
+
+def free_port(low=0, high=0, taken=()):
+    """A free port on 127.0.0.1: any, or one in low..high (module ports: 8100..8200) not
+    in taken. Other tests may run modules at the same time, so none is hard-coded."""
+    import random
+    candidates = list(range(low, high + 1)) if low else [0]
+    random.shuffle(candidates)
+    for port in candidates:
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+PORTS = {}
+
+
+def http(method, url, token=None, body=None, content_type="application/json", timeout=30):
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    if data is not None:
+        req.add_header("Content-Type", content_type)
+    try:
+        with OPENER.open(req, timeout=timeout) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, raw
+    except (urllib.error.URLError, OSError) as e:
+        return 0, str(e)
+
+
+def zip_dir(src, manifest_changes=None):
+    """A module ZIP of src's files; Python modules written with the SDK get it vendored
+    (modules-sdk/python/modcore_sdk), as the build does for the examples."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name in sorted(os.listdir(src)):
+            path = os.path.join(src, name)
+            if not os.path.isfile(path):
+                continue
+            if name == "manifest.json" and manifest_changes:
+                m = json.load(open(path))
+                m.update(manifest_changes)
+                z.writestr(name, json.dumps(m))
+            else:
+                z.write(path, name)
+        main = os.path.join(src, "main.py")
+        if os.path.exists(main) and "modcore_sdk" in open(main).read():
+            sdk = os.path.join(SOURCE, "modules-sdk", "python", "modcore_sdk")
+            for name in sorted(os.listdir(sdk)):
+                if name.endswith(".py"):
+                    z.write(os.path.join(sdk, name), "modcore_sdk/" + name)
+    return buf.getvalue()
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def module_processes(data_dir):
+    """Live (not zombie) processes that belong to this data dir's modules."""
+    found = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % p) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                continue
+            cmd = open("/proc/%s/cmdline" % p, "rb").read().replace(b"\0", b" ").decode("utf-8", "replace")
+            cwd = os.readlink("/proc/%s/cwd" % p)
+        except OSError:
+            continue
+        if data_dir in cmd or cwd.startswith(data_dir):
+            if "modcored" not in cmd:
+                found.append((int(p), cmd[:80]))
+    return found
+
+
+class Core:
+    def __init__(self, build, data_dir, config, port):
+        self.build, self.data_dir, self.config, self.port = build, data_dir, config, port
+        self.proc = None
+        self.url = "http://127.0.0.1:%d/api/v1" % port
+
+    def start(self):
+        log = open(os.path.join(os.path.dirname(self.data_dir), "core.log"), "ab")
+        self.proc = subprocess.Popen(
+            [os.path.join(self.build, "modcored"), "--config", self.config, "--data-dir",
+             self.data_dir, "--listen", "127.0.0.1:%d" % self.port],
+            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            status, _ = http("GET", self.url + "/health", timeout=2)
+            if status == 200:
+                self.token = open(os.path.join(self.data_dir, "admin.token")).read().strip()
+                return True
+            if self.proc.poll() is not None:
+                return False
+            time.sleep(0.1)
+        return False
+
+    def call(self, method, path, body=None, content_type="application/json", timeout=120):
+        return http(method, self.url + path, self.token, body, content_type, timeout)
+
+    def module(self, name):
+        return self.call("GET", "/modules/" + name)[1]
+
+    def wait_status(self, name, statuses, timeout):
+        deadline = time.time() + timeout
+        rec = None
+        while time.time() < deadline:
+            rec = self.module(name)
+            if isinstance(rec, dict) and rec.get("status") in statuses:
+                return rec
+            time.sleep(0.2)
+        return rec
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def modctl(build, core, *args):
+    out = subprocess.run([os.path.join(build, "modctl"), "--data-dir", core.data_dir, "--url",
+                          "http://127.0.0.1:%d" % core.port] + list(args),
+                         capture_output=True, text=True, timeout=30)
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_isolation(build, core, config_path):
+    hello = zip_dir(os.path.join(SOURCE, "modules-sdk", "examples", "hello"), {"port": PORTS["hello"]})
+    status, rec = core.call("POST", "/modules/install", hello, "application/zip")
+    check(status == 201 and rec.get("status") == "RUNNING", "hello installs and runs (%s)" % status)
+    status, rec = core.call("POST", "/modules/install",
+                            zip_dir(os.path.join(SOURCE, "tests", "fixtures", "hostile"),
+                                    {"port": PORTS["hostile"]}),
+                            "application/zip")
+    check(status == 201 and rec.get("status") == "RUNNING",
+          "hostile installs and runs (%s %s)" % (status, rec if status != 201 else ""))
+    if status != 201:
+        return
+
+    status, ident = http("GET", HOSTILE + "/identity")
+    check(status == 200 and ident["uid"] != 0, "the module runs as an unprivileged user (uid %s)" % ident.get("uid"))
+    check(not ident["env_file_present"], ".env.module is gone before the module runs")
+
+    # The attacks run while the core and hello are polled: both must keep answering.
+    results = {}
+
+    def run():
+        results.update(http("GET", HOSTILE + "/attacks?" + urllib.parse.urlencode({
+            "data": core.data_dir, "other": "hello", "config": config_path,
+            "core_pid": core.proc.pid}), timeout=300)[1] or {})
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    core_ok = hello_ok = probes = 0
+    while worker.is_alive():
+        probes += 1
+        core_ok += http("GET", core.url + "/health", timeout=5)[0] == 200
+        hello_ok += http("GET", HELLO + "/health", timeout=5)[0] == 200
+        time.sleep(0.05)
+    worker.join()
+    check(probes > 0 and core_ok == probes, "the core answered all %d probes during the attacks" % probes)
+    check(probes > 0 and hello_ok == probes, "hello answered all %d probes during the attacks" % probes)
+    if not check(bool(results), "the hostile module reported its attacks"):
+        return
+    for name, verdict in sorted(results.items()):
+        if name.startswith("control_"):
+            check(not verdict["blocked"], "allowed: %s (%s)" % (name, verdict["detail"]))
+        else:
+            check(verdict["blocked"], "blocked: %s (%s)" % (name, verdict["detail"]))
+    rec = core.wait_status("hostile", ["RUNNING"], 30)
+    check(rec and rec.get("status") == "RUNNING", "hostile is still RUNNING after its attacks")
+    check(http("GET", HELLO + "/health")[0] == 200, "hello still serves")
+
+
+def test_usage_and_logs(build, core):
+    rec = core.module("hostile")
+    usage = rec.get("usage") or {}
+    check(usage.get("rss_bytes", 0) > 1 << 20 and usage.get("pids", 0) >= 1,
+          "GET /modules/hostile shows resource use (%s)" % usage)
+    check("cpu_percent" in usage and "uptime_s" in usage and "restarts" in usage,
+          "usage has cpu_percent, uptime_s, restarts")
+    status, logs = core.call("GET", "/modules/hostile/logs?lines=200")
+    check(status == 200 and any("hostile: starting" in l for l in logs.get("lines", [])),
+          "GET /modules/hostile/logs returns its output")
+    # (the fork bomb can starve its own /health of threads: a restart may follow, and the
+    # tracebacks of its dying server threads come after its start line)
+    check(core.call("GET", "/modules/hostile/logs?lines=0")[0] == 400, "logs?lines=0 is a 400")
+    check(core.call("GET", "/modules/nosuch/logs")[0] == 404, "logs of an unknown module is a 404")
+    status, _ = http("GET", core.url + "/modules/hostile/logs")
+    check(status == 401, "logs need a token")
+    rc, out = modctl(build, core, "top")
+    check(rc == 0 and "hostile" in out and "RSS" in out, "modctl top lists the modules")
+    rc, out = modctl(build, core, "logs", "hostile", "-n", "200")
+    check(rc == 0 and "hostile: starting" in out, "modctl logs hostile -n 200")
+    rc, out = modctl(build, core, "logs", "hostile", "-n", "0")
+    check(rc == 2, "modctl logs -n 0 is a usage error")
+
+
+def test_health_restart(core):
+    before = core.module("hostile").get("restarts", 0)
+    check(http("POST", HOSTILE + "/sick", body={})[0] == 200, "hostile turns sick")
+    deadline = time.time() + 30
+    rec = None
+    while time.time() < deadline:
+        rec = core.module("hostile")
+        if rec.get("restarts", 0) > before and rec.get("status") == "RUNNING":
+            break
+        time.sleep(0.3)
+    check(rec.get("restarts", 0) > before and rec.get("status") == "RUNNING",
+          "a module failing /health is restarted (restarts %s, %s)" % (rec.get("restarts"), rec.get("status_reason")))
+
+
+def test_crash_loop(build, core):
+    status, rec = core.call("POST", "/modules/install",
+                            zip_dir(os.path.join(SOURCE, "tests", "fixtures", "crasher"),
+                                    {"port": PORTS["crasher"]}),
+                            "application/zip")
+    check(status == 201, "crasher installs (its test command passes) (%s)" % status)
+    rec = core.wait_status("crasher", ["CRASHLOOP"], 30)
+    if not check(rec and rec.get("status") == "CRASHLOOP", "crasher reaches CRASHLOOP (%s)" % (rec or {}).get("status")):
+        return
+    last = rec.get("last_exit") or {}
+    check(last.get("exit_code") == 3, "the record shows exit code 3")
+    check("something went badly wrong" in last.get("stderr_tail", ""), "the record shows its stderr")
+    check("crash loop" in rec.get("status_reason", ""), "status_reason explains: %s" % rec.get("status_reason"))
+    rc, out = modctl(build, core, "info", "crasher")
+    check(rc == 0 and "CRASHLOOP" in out and "something went badly wrong" in out,
+          "modctl info shows CRASHLOOP and stderr")
+    rc, out = modctl(build, core, "list")
+    check(rc == 0 and "CRASHLOOP" in out, "modctl list shows CRASHLOOP")
+
+    # The core is idle while the crasher waits for its (capped) backoff.
+    time.sleep(2)
+    before = cpu_seconds(core.proc.pid)
+    time.sleep(4)
+    used = cpu_seconds(core.proc.pid) - before
+    check(used < 0.5, "the core used %.2f s of CPU in 4 s of crash loop" % used)
+    check(http("GET", core.url + "/health", timeout=2)[0] == 200, "the core answers during the crash loop")
+
+    starts = []
+    for line in open(os.path.join(core.data_dir, "logs", "crasher.log")):
+        if line.startswith("crasher start "):
+            starts.append(float(line.split()[2]))
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    print("     restart gaps: %s" % ", ".join("%.2f" % g for g in gaps))
+    # base 200 ms doubling, capped at 1600 ms (+ ~start-up time of python each time)
+    doubling = len(gaps) >= 4 and gaps[1] > gaps[0] * 1.4 and gaps[2] > gaps[1] * 1.4
+    check(doubling, "restart delays double (%s)" % ["%.2f" % g for g in gaps[:5]])
+    check(len(gaps) >= 5 and max(gaps[4:] or [0]) < 1.6 + 1.5, "restart delays are capped")
+    status, rec = core.call("POST", "/modules/crasher/stop")
+    check(status == 200 and rec.get("status") == "STOPPED", "a crash-looping module can be stopped")
+    n = len(starts)
+    time.sleep(2.5)
+    later = sum(1 for l in open(os.path.join(core.data_dir, "logs", "crasher.log")) if l.startswith("crasher start "))
+    check(later == n, "no restart after stop")
+
+
+def test_on_demand(core):
+    demand = zip_dir(os.path.join(SOURCE, "modules-sdk", "examples", "hello"),
+                     {"name": "lazy", "port": PORTS["lazy"], "runtime_mode": "on_demand"})
+    status, rec = core.call("POST", "/modules/install", demand, "application/zip")
+    check(status == 201 and rec.get("status") == "STOPPED", "an on_demand module installs STOPPED (%s)" % rec.get("status"))
+    status, rec = core.call("POST", "/modules/lazy/start")
+    check(status == 200 and rec.get("status") == "RUNNING", "POST start runs it")
+    rec = core.wait_status("lazy", ["STOPPED"], 15)
+    check(rec.get("status") == "STOPPED" and "without activity" in rec.get("status_reason", ""),
+          "it is stopped when idle (%s)" % rec.get("status_reason"))
+
+
+def test_kill9(build, core):
+    ident = http("GET", HOSTILE + "/identity")[1]
+    procs = module_processes(core.data_dir)
+    check(len(procs) >= 2, "module processes found before kill -9 (%d)" % len(procs))
+    core.kill9()
+    deadline = time.time() + 5
+    while time.time() < deadline and module_processes(core.data_dir):
+        time.sleep(0.1)
+    left = module_processes(core.data_dir)
+    check(not left, "no module process survives kill -9 of the core (%s)" % left)
+    check(core.start(), "the core starts again")
+    hostile = core.wait_status("hostile", ["RUNNING"], 40)
+    hello = core.wait_status("hello", ["RUNNING"], 40)
+    check(hostile.get("status") == "RUNNING" and hello.get("status") == "RUNNING",
+          "always_on modules are back after the restart")
+    again = http("GET", HOSTILE + "/identity")[1] or {}
+    check(again.get("token_sha256") == ident.get("token_sha256") and ident.get("token_sha256"),
+          "the module came back with the same token")
+    check(http("GET", HELLO + "/health")[0] == 200, "hello serves after the restart")
+    check(core.module("crasher").get("status") == "STOPPED", "the stopped crasher stays stopped")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--build", required=True)
+    args = parser.parse_args()
+    build = os.path.abspath(args.build)
+    if os.geteuid() != 0 or not shutil.which("bwrap"):
+        print("skipped: needs root and bubblewrap\n0 passed, 0 failed")
+        return 0
+    global HOSTILE, HELLO
+    for name in ("hello", "hostile", "crasher", "lazy"):
+        PORTS[name] = free_port(8100, 8200, PORTS.values())
+    HOSTILE = "http://127.0.0.1:%d" % PORTS["hostile"]
+    HELLO = "http://127.0.0.1:%d" % PORTS["hello"]
+    tmp = tempfile.mkdtemp(prefix="mc-sandbox-")
+    data_dir = os.path.join(tmp, "data")
+    config = os.path.join(tmp, "modcore.toml")
+    with open(config, "w") as f:
+        f.write("""# test config: short supervision intervals
+[sandbox]
+test_timeout_s = 30
+health_timeout_s = 20
+stop_grace_s = 2
+restart_base_ms = 200
+restart_max_ms = 1600
+crashloop_exits = 4
+crashloop_window_s = 60
+health_interval_ms = 500
+health_failures = 3
+health_grace_s = 1
+idle_stop_s = 3
+
+[modules.hello]
+secret_setting = "the core's config must stay hidden"
+""")
+    core = Core(build, data_dir, config, free_port())
+    try:
+        if check(core.start(), "the core starts"):
+            test_isolation(build, core, config)
+            test_usage_and_logs(build, core)
+            test_health_restart(core)
+            test_crash_loop(build, core)
+            test_on_demand(core)
+            test_kill9(build, core)
+    finally:
+        core.stop()
+        left = module_processes(data_dir)
+        check(not left, "no module process is left after the core stops (%s)" % left)
+        if failed:
+            print("---- core log (tail) ----")
+            print(open(os.path.join(tmp, "core.log"), errors="replace").read()[-6000:])
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
