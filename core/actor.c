@@ -33,7 +33,17 @@ zsock_t *mc_actor_bind (const char *actor)
     //  Replies to a client that went away are dropped, never block the actor.
     zsock_set_router_mandatory (sock, 0);
     mc_metrics_set_thread_actor (actor); // this thread is that actor
-    if (zsock_bind (sock, MC_ENDPOINT_PREFIX "%s", actor) != 0) {
+    //  An inproc endpoint is released asynchronously when its last socket closes: an
+    //  actor restarted at once (tests) may find it still taken for a moment.
+    int rc = -1;
+    for (int attempt = 0; attempt < 100 && rc != 0; attempt++) {
+        rc = zsock_bind (sock, MC_ENDPOINT_PREFIX "%s", actor);
+        if (rc != 0 && zmq_errno () == EADDRINUSE)
+            zclock_sleep (10);
+        else
+            break;
+    }
+    if (rc != 0) {
         zsys_error ("%s: cannot bind %s%s", actor, MC_ENDPOINT_PREFIX, actor);
         zsock_destroy (&sock);
     }

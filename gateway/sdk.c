@@ -26,7 +26,9 @@
     and invocations fail, and are retried by their owners). */
 #include "gateway/sdk.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/actor.h"
 #include "core/context.h"
@@ -617,6 +619,10 @@ static zsock_t *s_bind_frontend (const char *endpoint, zcert_t *cert)
         zsys_error ("sdk: cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
         zsock_destroy (&sock);
     }
+    //  Modules run as another user inside their sandbox; connecting needs write access to
+    //  the socket file. Anyone may connect: a session needs a module token (HELLO).
+    else if (strncmp (endpoint, "ipc://", 6) == 0 && chmod (endpoint + 6, 0666) != 0)
+        zsys_warning ("sdk: cannot open %s to modules: %s", endpoint + 6, strerror (errno));
     return sock;
 }
 

@@ -1163,6 +1163,36 @@ def wait_bulk(run, seqs, timeout):
     return got or received()["events"]
 
 
+def process_tree(pid):
+    """pid and all its descendants (the module runs below its launcher and bubblewrap)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
+
+
+def signal_tree(pid, sig):
+    """Sends sig to a module's whole process tree (SIGSTOP must reach the module itself,
+    not only its launcher)."""
+    for p in process_tree(pid):
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+
+
 @test
 def test_11_order_1000_while_stopped():
     c = Check()
@@ -1171,7 +1201,7 @@ def test_11_order_1000_while_stopped():
     require(pid > 0 and pid_alive(pid), f"receiver pid {pid}")
     publisher = Publisher(C.tokens["pub"])
     acked = []
-    os.kill(pid, signal.SIGSTOP)
+    signal_tree(pid, signal.SIGSTOP)
     try:
         t0 = time.monotonic()
         publish_bulk("d", publisher, acked)
@@ -1179,7 +1209,7 @@ def test_11_order_1000_while_stopped():
         # Stopped for several webhook timeouts (1 s): the head fails and is retried.
         time.sleep(max(0.0, 3.5 - publish_s))
     finally:
-        os.kill(pid, signal.SIGCONT)
+        signal_tree(pid, signal.SIGCONT)
     publisher.close()
     t1 = time.monotonic()
     require(len(acked) == BULK, f"only {len(acked)} of {BULK} publishes were acknowledged")
@@ -1247,7 +1277,8 @@ def test_12_kill9_loses_no_acknowledged_event():
     publisher = Publisher(C.tokens["pub"])
     acked = []
     tail = Tail()  # modctl events tail -f must outlive the core's restart
-    os.kill(old_pid, signal.SIGSTOP)
+    stopped = process_tree(old_pid)
+    signal_tree(old_pid, signal.SIGSTOP)
     thread = threading.Thread(target=publish_bulk, args=("e", publisher, acked))
     try:
         thread.start()
@@ -1258,8 +1289,9 @@ def test_12_kill9_loses_no_acknowledged_event():
         thread.join(30)
         publisher.close()
     finally:
-        if pid_alive(old_pid):
-            os.kill(old_pid, signal.SIGCONT)
+        for p in stopped:  # the tree as it was: after the kill its parents are gone
+            if pid_alive(p):
+                os.kill(p, signal.SIGCONT)
     survived = not wait_for(lambda: not pid_alive(old_pid), 5)
     if survived:
         log(f"    the old receiver (pid {old_pid}) outlived the kill -9 of the core: killing it")

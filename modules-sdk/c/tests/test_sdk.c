@@ -273,7 +273,7 @@ static int s_run (const char *command)
 
 static bool s_copy_file (const char *from, const char *to)
 {
-    char command[1200];
+    char command[4096];
     snprintf (command, sizeof command, "cp '%s' '%s' && chmod 0755 '%s'", from, to, to);
     return s_run (command) == 0;
 }
