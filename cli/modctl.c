@@ -1148,6 +1148,222 @@ static int s_cmd_top (const mc_ctl_options_t *opts, char **args)
     return rc;
 }
 
+//  --- module CLI commands (blvm RegisterCliSpec) --------------------------------------
+
+//  Prints the help generated from a module's spec: all subcommands, or one.
+static void s_module_help (FILE *out, const char *module, const json_t *spec, const json_t *sub)
+{
+    const json_t *subs = json_object_get (spec, "subcommands");
+    if (!sub) {
+        fprintf (out, "usage: modctl [options] %s SUBCOMMAND [ARGS]\n", module);
+        if (*s_str (spec, "about", ""))
+            fprintf (out, "\n%s\n", s_str (spec, "about", ""));
+        fprintf (out, "\nsubcommands:\n");
+        for (size_t i = 0; i < json_array_size (subs); i++) {
+            const json_t *one = json_array_get (subs, i);
+            fprintf (out, "  %-16s %s\n", s_str (one, "name", "?"), s_str (one, "about", ""));
+        }
+        fprintf (out, "\n'modctl %s SUBCOMMAND --help' describes a subcommand's arguments.\n",
+                 module);
+        return;
+    }
+    const json_t *args = json_object_get (sub, "args");
+    fprintf (out, "usage: modctl [options] %s %s", module, s_str (sub, "name", "?"));
+    for (size_t i = 0; i < json_array_size (args); i++) {
+        const json_t *arg = json_array_get (args, i);
+        bool required = json_is_true (json_object_get (arg, "required"));
+        bool value = json_is_true (json_object_get (arg, "takes_value"));
+        const char *flag =
+            *s_str (arg, "long_name", "") ? s_str (arg, "long_name", "") : s_str (arg, "name", "?");
+        fprintf (out, " %s--%s%s%s", required ? "" : "[", flag, value ? " VALUE" : "",
+                 required ? "" : "]");
+    }
+    fprintf (out, "\n");
+    if (*s_str (sub, "about", ""))
+        fprintf (out, "\n%s\n", s_str (sub, "about", ""));
+    if (json_array_size (args))
+        fprintf (out, "\narguments:\n");
+    for (size_t i = 0; i < json_array_size (args); i++) {
+        const json_t *arg = json_array_get (args, i);
+        char names[96];
+        const char *long_name =
+            *s_str (arg, "long_name", "") ? s_str (arg, "long_name", "") : s_str (arg, "name", "?");
+        if (*s_str (arg, "short_name", ""))
+            snprintf (names, sizeof names, "-%s, --%s", s_str (arg, "short_name", ""), long_name);
+        else
+            snprintf (names, sizeof names, "--%s", long_name);
+        fprintf (out, "  %-24s %s", names, s_str (arg, "help", ""));
+        if (json_is_true (json_object_get (arg, "required")))
+            fprintf (out, " (required)");
+        else if (*s_str (arg, "default", ""))
+            fprintf (out, " (default: %s)", s_str (arg, "default", ""));
+        fprintf (out, "\n");
+    }
+}
+
+//  Finds the arg of sub named by a command-line word: "--long", "--name" or "-s".
+static const json_t *s_module_arg (const json_t *sub, const char *word, size_t len)
+{
+    const json_t *args = json_object_get (sub, "args");
+    for (size_t i = 0; i < json_array_size (args); i++) {
+        const json_t *arg = json_array_get (args, i);
+        const char *names[] = {s_str (arg, "long_name", ""), s_str (arg, "name", ""),
+                               s_str (arg, "short_name", "")};
+        for (int k = 0; k < 3; k++)
+            if (*names[k] && strlen (names[k]) == len && strncmp (names[k], word, len) == 0 &&
+                ((k < 2) == (word[-1] == '-' && word[-2] == '-')))
+                return arg;
+    }
+    return NULL;
+}
+
+//  Parses a subcommand's words against its spec into {"name": value | true}. Words are
+//  --long VALUE, --long=VALUE, -s VALUE, flags, or plain values for the arguments that
+//  take one, in the spec's order. Returns NULL after printing what is wrong.
+static json_t *s_module_parse (const char *module, const json_t *sub, char **words, int count)
+{
+    json_t *given = json_object ();
+    const json_t *args = json_object_get (sub, "args");
+    for (int i = 0; i < count; i++) {
+        const char *word = words[i];
+        const json_t *arg = NULL;
+        const char *value = NULL;
+        if (word[0] == '-' && word[1] && strcmp (word, "-") != 0) {
+            const char *name = word + (word[1] == '-' ? 2 : 1);
+            const char *eq = strchr (name, '=');
+            arg = s_module_arg (sub, name, eq ? (size_t)(eq - name) : strlen (name));
+            if (!arg) {
+                fprintf (stderr, "modctl: %s %s has no argument '%s' (see --help)\n", module,
+                         s_str (sub, "name", "?"), word);
+                json_decref (given);
+                return NULL;
+            }
+            if (json_is_true (json_object_get (arg, "takes_value"))) {
+                value = eq ? eq + 1 : (i + 1 < count ? words[++i] : NULL);
+                if (!value) {
+                    fprintf (stderr, "modctl: %s needs a value\n", word);
+                    json_decref (given);
+                    return NULL;
+                }
+            } else if (eq) {
+                fprintf (stderr, "modctl: %s takes no value\n", word);
+                json_decref (given);
+                return NULL;
+            }
+        } else { // a plain value: the next argument that takes one and has none yet
+            for (size_t k = 0; k < json_array_size (args) && !arg; k++) {
+                const json_t *a = json_array_get (args, k);
+                if (json_is_true (json_object_get (a, "takes_value")) &&
+                    !json_object_get (given, s_str (a, "name", "")))
+                    arg = a;
+            }
+            value = word;
+            if (!arg) {
+                fprintf (stderr, "modctl: unexpected '%s' (see '%s %s --help')\n", word, module,
+                         s_str (sub, "name", "?"));
+                json_decref (given);
+                return NULL;
+            }
+        }
+        json_object_set_new (given, s_str (arg, "name", "?"),
+                             value ? json_string (value) : json_true ());
+    }
+    for (size_t k = 0; k < json_array_size (args); k++) {
+        const json_t *a = json_array_get (args, k);
+        if (json_is_true (json_object_get (a, "required")) &&
+            !json_object_get (given, s_str (a, "name", "")) && !*s_str (a, "default", "")) {
+            fprintf (
+                stderr, "modctl: %s %s needs --%s (see --help)\n", module, s_str (sub, "name", "?"),
+                *s_str (a, "long_name", "") ? s_str (a, "long_name", "") : s_str (a, "name", "?"));
+            json_decref (given);
+            return NULL;
+        }
+    }
+    return given;
+}
+
+//  modctl MODULE SUBCOMMAND [ARGS]: validates the words against the module's registered
+//  spec, has the core invoke the module, prints its stdout and stderr, and exits with
+//  its exit code. MODULE [--help] prints the help generated from the spec.
+static int s_cmd_module (const mc_ctl_options_t *opts, const char *module, char **words, int count)
+{
+    if (s_check_name (module))
+        return MC_CTL_LOCAL_ERROR;
+    char path[256];
+    snprintf (path, sizeof path, "/cli/specs/%s", module);
+    json_t *spec;
+    int rc = s_call (opts, "GET", path, NULL, true, &spec);
+    if (rc != MC_CTL_OK)
+        return rc;
+    const json_t *subs = json_object_get (spec, "subcommands");
+    const char *name = count > 0 ? words[0] : NULL;
+    if (!name || !strcmp (name, "--help") || !strcmp (name, "-h") || !strcmp (name, "help")) {
+        s_module_help (stdout, module, spec, NULL);
+        json_decref (spec);
+        return name ? MC_CTL_OK : MC_CTL_LOCAL_ERROR;
+    }
+    const json_t *sub = NULL;
+    for (size_t i = 0; i < json_array_size (subs) && !sub; i++)
+        if (!strcmp (s_str (json_array_get (subs, i), "name", ""), name))
+            sub = json_array_get (subs, i);
+    if (!sub) {
+        fprintf (stderr, "modctl: %s has no subcommand '%s'\n", module, name);
+        s_module_help (stderr, module, spec, NULL);
+        json_decref (spec);
+        return MC_CTL_LOCAL_ERROR;
+    }
+    for (int i = 1; i < count; i++)
+        if (!strcmp (words[i], "--help") || !strcmp (words[i], "-h")) {
+            s_module_help (stdout, module, spec, sub);
+            json_decref (spec);
+            return MC_CTL_OK;
+        }
+    json_t *given = s_module_parse (module, sub, words + 1, count - 1);
+    json_decref (spec);
+    if (!given)
+        return MC_CTL_LOCAL_ERROR;
+    json_t *request = json_pack ("{s:s, s:o}", "subcommand", name, "args", given);
+    char *text = json_dumps (request, JSON_COMPACT);
+    json_decref (request);
+    mc_ctl_body_t body = {text, strlen (text), "application/json"};
+    snprintf (path, sizeof path, "/cli/invoke/%s", module);
+    json_t *answer;
+    rc = s_call (opts, "POST", path, &body, true, &answer);
+    free (text);
+    if (rc != MC_CTL_OK)
+        return rc;
+    if (opts->json) {
+        s_print_json (answer);
+        rc = (int)s_int (answer, "exit_code");
+    } else {
+        fputs (s_str (answer, "stdout", ""), stdout);
+        fputs (s_str (answer, "stderr", ""), stderr);
+        rc = (int)s_int (answer, "exit_code");
+    }
+    json_decref (answer);
+    return rc < 0 || rc > 255 ? 1 : rc;
+}
+
+//  True if word is one of modctl's own commands (else it may name a module).
+static bool s_is_builtin (const char *word);
+
+//  Index of the first word of argv that is not an option or an option's value.
+static int s_first_word (int argc, char **argv)
+{
+    static const char *const with_value[] = {"--data-dir", "--url",    "--token", "--timeout",
+                                             "--lines",    "--module", "-n"};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp (argv[i], "--"))
+            return i + 1;
+        if (argv[i][0] != '-' || !argv[i][1])
+            return i;
+        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
+            if (!strcmp (argv[i], with_value[k]))
+                i++; // its value follows as a separate word
+    }
+    return argc;
+}
+
 //  help: the usage text on stdout.
 static int s_cmd_help (const mc_ctl_options_t *opts, char **args)
 {
@@ -1179,6 +1395,14 @@ static const mc_ctl_command_t s_commands[] = {
     {"help", 0, 0, 0, "", "show this text", false, 30, s_cmd_help},
 };
 
+static bool s_is_builtin (const char *word)
+{
+    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
+        if (!strcmp (s_commands[i].name, word))
+            return true;
+    return false;
+}
+
 //  Prints the usage text, built from the command table.
 static void s_usage (FILE *out)
 {
@@ -1199,17 +1423,19 @@ static void s_usage (FILE *out)
              "  --token TOKEN        admin token instead of the file (env MODCORE_TOKEN)\n"
              "  --json               print the server's JSON answer\n"
              "  --timeout SECONDS    request timeout (default 180 for install, 30 otherwise)\n"
-             "  -n, --lines N        logs: how many lines (default 100, at most 10000)\n"
-             "  -f, --follow         logs: keep printing new lines until interrupted\n"
              "  --version            print modctl's version\n"
              "\ncommand options:\n"
-             "  -f, --follow         events tail: poll every second and print new events\n"
-             "  -n N                 events tail: how many recent events (1..1024)\n"
+             "  -f, --follow         logs, events tail: keep printing what comes next\n"
+             "  -n, --lines N        logs: how many lines (default 100); events tail: how many\n"
+             "                       recent events (default 20, at most 1024)\n"
              "  --failed, --pending, --delivered\n"
              "                       deliveries: only those in this state (failed = dead)\n"
              "  --module NAME        deliveries: only this module's\n"
+             "\nmodule commands:\n"
+             "  modctl [options] MODULE SUBCOMMAND [ARGS]   run a module's own CLI command\n"
+             "  modctl [options] MODULE --help              its subcommands (from its spec)\n"
              "\nexit status: 0 ok, 1 error answer from the server, 2 usage or local error,\n"
-             "3 server not reachable\n");
+             "3 server not reachable; a module command exits with the module's exit code\n");
 }
 
 //  Returns the first command called name that takes argc arguments, else the first
@@ -1296,6 +1522,19 @@ int main (int argc, char *argv[])
     if (token && !*token)
         token = NULL;
 
+    //  modctl [options] MODULE SUBCOMMAND [ARGS]: the words after MODULE are the module's
+    //  own, not modctl options; only what comes before it is parsed here.
+    int word = s_first_word (argc, argv);
+    char **module_words = NULL;
+    int module_count = 0;
+    const char *module_name = NULL;
+    if (word < argc && !s_is_builtin (argv[word]) && argv[word][0] != '-') {
+        module_name = argv[word];
+        module_words = argv + word + 1;
+        module_count = argc - word - 1;
+        argc = word;
+    }
+
     opterr = 0;
     int option;
     while ((option = getopt_long (argc, argv, ":hfn:", options, NULL)) != -1) {
@@ -1367,6 +1606,31 @@ int main (int argc, char *argv[])
                 s_usage (stderr);
                 return MC_CTL_LOCAL_ERROR;
         }
+    }
+    if (module_name) {
+        if (opts.given) {
+            fprintf (stderr, "modctl: %s does not apply to module commands\n",
+                     s_option_name (opts.given));
+            return MC_CTL_LOCAL_ERROR;
+        }
+        if (!s_set_url (&opts, url)) {
+            fprintf (stderr, "modctl: the URL must start with http:// or https:// (got '%s')\n",
+                     url);
+            return MC_CTL_LOCAL_ERROR;
+        }
+        if (!opts.timeout)
+            opts.timeout = 90; // the core waits up to 60 s for the module
+        if (!(opts.token = s_token_load (token, opts.data_dir)))
+            return MC_CTL_LOCAL_ERROR;
+        opts.token_from_file = token == NULL;
+        if (curl_global_init (CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            free (opts.token);
+            return MC_CTL_LOCAL_ERROR;
+        }
+        int rc = s_cmd_module (&opts, module_name, module_words, module_count);
+        curl_global_cleanup ();
+        free (opts.token);
+        return rc;
     }
     if (optind >= argc) {
         s_usage (stderr);

@@ -137,7 +137,7 @@ def test_05_events_ack_and_redelivery():
 def test_06_cli_over_native():
     time.sleep(1.2)
     argv = [os.path.join(C.build, "tests", "sdk_probe"), endpoint(), C.probe_token, "serve-cli",
-            "8"]
+            "20"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     C.extra_procs.append(proc)
     first = json.loads(proc.stdout.readline())
@@ -149,6 +149,31 @@ def test_06_cli_over_native():
     r = e2e.admin("POST", "/cli/invoke/nprobe", content_type="application/json",
                   body=json.dumps({"subcommand": "echo", "args": {}}))
     require(r.status == 400 and r.json["error"] == "INVALID_ARGS", f"missing arg: {r!r}")
+    # modctl MODULE SUBCOMMAND: validated against the spec, run through the core, the
+    # module's output printed and its exit code returned.
+    def modctl(*words):
+        argv = [os.path.join(C.build, "modctl"), "--data-dir", C.data, "--url",
+                f"http://127.0.0.1:{C.daemon.port}", *words]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    p = modctl("nprobe", "echo", "--text", "hello there")
+    require(p.returncode == 7 and "hello there" in p.stdout, f"modctl nprobe echo: {p}")
+    p = modctl("nprobe", "echo", "positional")
+    require(p.returncode == 7 and "positional" in p.stdout, f"positional value: {p}")
+    p = modctl("nprobe", "--help")
+    require(p.returncode == 0 and "echo" in p.stdout and "SUBCOMMAND" in p.stdout,
+            f"module --help: {p}")
+    p = modctl("nprobe", "echo", "--help")
+    require(p.returncode == 0 and "--text" in p.stdout and "required" in p.stdout,
+            f"subcommand --help: {p}")
+    p = modctl("nprobe", "echo")
+    require(p.returncode == 2 and "--text" in p.stderr, f"missing required arg: {p}")
+    p = modctl("nprobe", "echo", "--nosuch", "x")
+    require(p.returncode == 2 and "no argument" in p.stderr, f"unknown arg: {p}")
+    p = modctl("nprobe", "nosuch")
+    require(p.returncode == 2 and "no subcommand" in p.stderr, f"unknown subcommand: {p}")
+    p = modctl("nosuchmodule", "x")
+    require(p.returncode == 1 and "nosuchmodule" in p.stderr, f"unknown module: {p}")
     proc.kill()
     proc.wait()
 
