@@ -452,8 +452,10 @@ static void s_recent (self_t *self, mc_request_t *req)
 {
     uint64_t after = req->env->event_recent->after_seq;
     uint32_t limit = req->env->event_recent->limit;
-    if (limit == 0 || limit > RING_SIZE)
+    if (limit == 0)
         limit = 100;
+    if (limit > RING_SIZE)
+        limit = RING_SIZE; // all the ring holds
     uint64_t first = self->seq > RING_SIZE ? self->seq - RING_SIZE + 1 : 1;
     if (after + 1 > first)
         first = after + 1;

@@ -42,6 +42,8 @@ static const char *s_reason (int status)
             return "Too Many Requests";
         case 500:
             return "Internal Server Error";
+        case 502:
+            return "Bad Gateway";
         case 503:
             return "Service Unavailable";
         case 504:
@@ -70,6 +72,16 @@ int mc_http_send (mc_http_req_t *req, int status, const char *headers, const cha
         req->capture->retry_after = retry ? (unsigned)atoi (retry + 13) : 0;
         return status;
     }
+    //  Every answer to an authenticated request tells the caller where its bucket stands
+    //  (a 429 brings its own, with r=0 and the wait).
+    char rate[192] = "";
+    if (req->authenticated && !(headers && strstr (headers, "RateLimit:"))) {
+        const mc_ratelimit_t *limit = mc_authtab_limit (req->ctx->authtab);
+        snprintf (rate, sizeof rate,
+                  "RateLimit-Policy: \"token\";q=%u;w=1;burst=%u\r\n"
+                  "RateLimit: \"token\";r=%u;t=1\r\n",
+                  limit->rate, limit->burst, req->rate_remaining);
+    }
     char head[1024];
     int n = snprintf (head, sizeof head,
                       "HTTP/1.1 %d %s\r\n"
@@ -77,8 +89,8 @@ int mc_http_send (mc_http_req_t *req, int status, const char *headers, const cha
                       "Content-Length: %zu\r\n"
                       "Cache-Control: no-store\r\n"
                       "X-Content-Type-Options: nosniff\r\n"
-                      "%s\r\n",
-                      status, s_reason (status), type, len, headers ? headers : "");
+                      "%s%s\r\n",
+                      status, s_reason (status), type, len, headers ? headers : "", rate);
     assert (n > 0 && (size_t)n < sizeof head);
     //  One write: with headers and body written apart civetweb halves its throughput.
     char *buf = malloc ((size_t)n + len);
@@ -125,15 +137,7 @@ int mc_http_json (mc_http_req_t *req, int status, json_t *body)
         status = 500;
         text = strdup ("{\"error\":\"INTERNAL\",\"detail\":\"the answer could not be encoded\"}");
     }
-    char headers[256] = "";
-    if (req->authenticated) {
-        const mc_ratelimit_t *limit = mc_authtab_limit (req->ctx->authtab);
-        snprintf (headers, sizeof headers,
-                  "RateLimit-Policy: \"token\";q=%u;w=1;burst=%u\r\n"
-                  "RateLimit: \"token\";r=%u;t=1\r\n",
-                  limit->rate, limit->burst, req->rate_remaining);
-    }
-    mc_http_send (req, status, headers, "application/json", text, strlen (text));
+    mc_http_send (req, status, NULL, "application/json", text, strlen (text));
     free (text);
     return status;
 }
@@ -356,7 +360,8 @@ json_t *mc_http_usage_json (const Mc__SandboxUsage *u)
                       (int)u->pid, "cpu_percent", (double)((int)(u->cpu_percent * 10 + 0.5)) / 10,
                       "rss_bytes", (json_int_t)u->rss_bytes, "pids", (int)u->pids, "restarts",
                       (int)u->restarts, "uptime_s", (json_int_t)u->uptime_s, "oom_kills",
-                      (json_int_t)u->oom_kills, "cpu_seconds", (double)(u->cpu_ns / 1000000) / 1000.0);
+                      (json_int_t)u->oom_kills, "cpu_seconds",
+                      (double)(u->cpu_ns / 1000000) / 1000.0);
 }
 
 json_t *mc_http_usage (mc_http_req_t *req, const char *name)
