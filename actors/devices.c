@@ -71,22 +71,6 @@ static int s_save (self_t *self, const char *id, json_t *device)
     return rc;
 }
 
-static void s_publish (self_t *self, const char *type, json_t *payload)
-{
-    char *json = json_dumps (payload, JSON_COMPACT);
-    json_decref (payload);
-    Mc__EventPublish pub = MC__EVENT_PUBLISH__INIT;
-    pub.type = (char *)type;
-    pub.source = "core";
-    pub.payload_json = json;
-    pub.core = true;
-    mc_env_t env = MC__ENVELOPE__INIT;
-    env.body_case = MC__ENVELOPE__BODY_EVENT_PUBLISH;
-    env.event_publish = &pub;
-    mc_notify (self->eventbus, &env);
-    free (json);
-}
-
 //  Replies with the given devices (borrowed) as JSON text.
 static void s_reply_devices (self_t *self, mc_request_t *req, json_t **devices, size_t n)
 {
@@ -150,8 +134,8 @@ static void s_create (self_t *self, mc_request_t *req)
     }
     zhashx_insert (self->devices, id, device);
     s_reply_devices (self, req, &device, 1);
-    s_publish (self, "device.registered",
-               json_pack ("{s:s, s:O}", "device_id", id, "device", device));
+    mc_publish_core_event (self->eventbus, "device.registered",
+                           json_pack ("{s:s, s:O}", "device_id", id, "device", device));
 }
 
 static int s_cmp (const void *a, const void *b)
@@ -202,10 +186,11 @@ static void s_set_state (self_t *self, mc_request_t *req)
     } else {
         zhashx_update (self->devices, set->device_id, updated);
         s_reply_devices (self, req, &updated, 1);
-        s_publish (self, "device.state_changed",
-                   json_pack ("{s:s, s:O, s:O, s:s}", "device_id", set->device_id, "old_state",
-                              old_state, "new_state", state, "changed_by",
-                              set->changed_by && *set->changed_by ? set->changed_by : "core"));
+        mc_publish_core_event (
+            self->eventbus, "device.state_changed",
+            json_pack ("{s:s, s:O, s:O, s:s}", "device_id", set->device_id, "old_state", old_state,
+                       "new_state", state, "changed_by",
+                       set->changed_by && *set->changed_by ? set->changed_by : "core"));
     }
     json_decref (old_state);
     json_decref (state);
@@ -230,8 +215,9 @@ static void s_delete (self_t *self, mc_request_t *req)
     mc_env_t reply = MC__ENVELOPE__INIT;
     mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
     const char *by = req->env->device_delete->deleted_by;
-    s_publish (self, "device.removed",
-               json_pack ("{s:s, s:s}", "device_id", copy, "removed_by", by && *by ? by : "core"));
+    mc_publish_core_event (
+        self->eventbus, "device.removed",
+        json_pack ("{s:s, s:s}", "device_id", copy, "removed_by", by && *by ? by : "core"));
     free (copy);
 }
 

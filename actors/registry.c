@@ -333,20 +333,9 @@ static void s_spec_free (Mc__SandboxSpec **spec_p)
 //  the core. A notification: queued durably by the bus like any event.
 static void s_publish_lifecycle (worker_t *w, const char *type, const Mc__ModuleRecord *rec)
 {
-    json_t *payload = json_pack ("{s:s, s:s, s:s}", "module_id", rec->name, "module_name",
-                                 rec->name, "version", rec->version);
-    char *json = json_dumps (payload, JSON_COMPACT);
-    json_decref (payload);
-    Mc__EventPublish pub = MC__EVENT_PUBLISH__INIT;
-    pub.type = (char *)type;
-    pub.source = "core";
-    pub.payload_json = json;
-    pub.core = true;
-    mc_env_t env = MC__ENVELOPE__INIT;
-    env.body_case = MC__ENVELOPE__BODY_EVENT_PUBLISH;
-    env.event_publish = &pub;
-    mc_notify (w->eventbus, &env);
-    free (json);
+    mc_publish_core_event (w->eventbus, type,
+                           json_pack ("{s:s, s:s, s:s}", "module_id", rec->name, "module_name",
+                                      rec->name, "version", rec->version));
 }
 
 //  Gives the webhook actor the module's signing secret (before the module starts, so

@@ -245,23 +245,6 @@ static void s_delivered_free (void **item)
     zlistx_destroy ((zlistx_t **)item);
 }
 
-//  Tells the bus something, as the core (no reply).
-static void s_publish_core (self_t *self, const char *type, json_t *payload)
-{
-    char *json = json_dumps (payload, JSON_COMPACT);
-    json_decref (payload);
-    Mc__EventPublish pub = MC__EVENT_PUBLISH__INIT;
-    pub.type = (char *)type;
-    pub.source = "core";
-    pub.payload_json = json;
-    pub.core = true;
-    mc_env_t env = MC__ENVELOPE__INIT;
-    env.body_case = MC__ENVELOPE__BODY_EVENT_PUBLISH;
-    env.event_publish = &pub;
-    mc_notify (self->eventbus, &env);
-    free (json);
-}
-
 //  --- attempts --------------------------------------------------------------------
 
 static size_t s_discard (char *data, size_t size, size_t n, void *arg)
@@ -407,11 +390,12 @@ static void s_dead (self_t *self, queue_t *queue, const char *why, bool publish)
     zsys_warning ("webhook: delivery %s of %s to %s is dead: %s", d->id, d->event_type, d->module,
                   why);
     if (publish)
-        s_publish_core (self, "webhook.exhausted",
-                        json_pack ("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "delivery_id", d->id,
-                                   "event_id", d->event_id, "event_type", d->event_type, "module",
-                                   d->module, "subscription_id", d->subscription_id, "attempts",
-                                   (int)d->attempts, "last_error", why));
+        mc_publish_core_event (self->eventbus, "webhook.exhausted",
+                               json_pack ("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "delivery_id",
+                                          d->id, "event_id", d->event_id, "event_type",
+                                          d->event_type, "module", d->module, "subscription_id",
+                                          d->subscription_id, "attempts", (int)d->attempts,
+                                          "last_error", why));
     mc_metrics_delivery (MC_DELIVERY_DEAD);
     mc_metrics_outbox_add (-1);
     zlistx_delete (queue->pending, zlistx_cursor (queue->pending));

@@ -211,6 +211,25 @@ int mc_reply_error (zsock_t *router, zframe_t *routing_id, uint64_t request_id, 
     return mc_reply (router, routing_id, request_id, &reply);
 }
 
+int mc_publish_core_event (zsock_t *eventbus, const char *type, json_t *payload)
+{
+    char *json = json_dumps (payload, JSON_COMPACT);
+    json_decref (payload);
+    if (!json)
+        return -1;
+    Mc__EventPublish pub = MC__EVENT_PUBLISH__INIT;
+    pub.type = (char *)type;
+    pub.source = "core";
+    pub.payload_json = json;
+    pub.core = true;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_EVENT_PUBLISH;
+    env.event_publish = &pub;
+    int rc = mc_notify (eventbus, &env);
+    free (json);
+    return rc;
+}
+
 int mc_status_http (Mc__Status status)
 {
     switch (status) {

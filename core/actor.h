@@ -10,6 +10,7 @@
 #define MC_ACTOR_H
 
 #include <czmq.h>
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -70,6 +71,11 @@ mc_env_t *mc_env_unpack (zframe_t *frame);
 
 //  Frees a decoded envelope; safe on NULL.
 void mc_env_free (mc_env_t *env);
+
+//  Publishes a core event (type, payload taken: decref'd here) through the eventbus
+//  client `eventbus` as a notification: the bus queues its deliveries durably; nobody
+//  waits. Returns 0 or -1.
+int mc_publish_core_event (zsock_t *eventbus, const char *type, json_t *payload);
 
 //  A readable name of a status, and its HTTP equivalent.
 int mc_status_http (Mc__Status status);
