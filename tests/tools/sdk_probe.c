@@ -139,6 +139,8 @@ int main (int argc, char **argv)
                     reply->response->body.len ? (char *)reply->response->body.data : "null");
         else
             printf ("{\"status\":0}\n");
+        if (reply)
+            mc__sdk__frame__free_unpacked (reply, NULL);
     } else if (streq (scenario, "burst") && argc >= 7) {
         int n = atoi (argv[4]);
         int64_t start = zclock_mono ();
@@ -163,6 +165,8 @@ int main (int argc, char **argv)
         s_request (sock, "POST", "/events/subscribe", body);
         frame_t *sub = s_response (sock, 10000);
         printf ("{\"subscribed\":%u}\n", sub ? sub->response->status : 0);
+        if (sub)
+            mc__sdk__frame__free_unpacked (sub, NULL);
         fflush (stdout);
         int want = atoi (argv[5]), got = 0;
         bool nack_first = argc > 7 && streq (argv[7], "nack-first"), nacked = false;
@@ -201,6 +205,8 @@ int main (int argc, char **argv)
                    "\"text\",\"takes_value\":true,\"required\":true}]}]}");
         frame_t *spec = s_response (sock, 10000);
         printf ("{\"registered\":%u}\n", spec ? spec->response->status : 0);
+        if (spec)
+            mc__sdk__frame__free_unpacked (spec, NULL);
         fflush (stdout);
         int64_t deadline = zclock_mono () + 1000LL * atoi (argv[4]);
         while (zclock_mono () < deadline) {
@@ -233,5 +239,6 @@ int main (int argc, char **argv)
         rc = 2;
     }
     zsock_destroy (&sock);
+    fflush (stdout); // before any sanitizer exit hook, which skips stdio
     return rc;
 }
