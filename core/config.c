@@ -142,7 +142,7 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
     uint64_t v;
     static const char *const top[] = {"core",    "gateway", "rate_limit", "sandbox",
                                       "install", "webhook", "storage",    "sdk",
-                                      "metrics", "modules", NULL};
+                                      "metrics", "bench",   "modules",    NULL};
     if (s_known (root, "top level", top, err))
         goto done;
     json_t *core = json_object_get (root, "core");
@@ -375,6 +375,18 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
             goto done;
         }
         self->metrics_loopback_open = json_is_true (open);
+    }
+    json_t *bench = json_object_get (root, "bench");
+    if (bench) {
+        static const char *const keys[] = {"token_route", NULL};
+        if (s_known (bench, "bench", keys, err))
+            goto done;
+        json_t *route = json_object_get (bench, "token_route");
+        if (route && !json_is_boolean (route)) {
+            mc_error_set (err, "CONFIG_INVALID", "[bench] token_route must be true or false");
+            goto done;
+        }
+        self->bench_token_route = json_is_true (route);
     }
     json_t *modules = json_object_get (root, "modules");
     if (modules) {

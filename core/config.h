@@ -36,6 +36,7 @@ typedef struct {
     char *sdk_tcp_endpoint;         // [sdk] tcp_endpoint; tcp:// with CURVE, default none
     int sdk_workers;                // [sdk] workers; threads serving native requests, default 4
     bool metrics_loopback_open;     // [metrics] loopback_open; scrapes from 127.0.0.1 need no token
+    bool bench_token_route;         // [bench] token_route; POST /bench/tokens, default off
     char *launcher;                 // [sandbox] launcher; default modcore-launch beside modcored
     char *isolation;                // [sandbox] isolation; "bwrap" (default) or "none" (unsafe)
     char *bwrap;                    // [sandbox] bwrap; bubblewrap path, default /usr/bin/bwrap

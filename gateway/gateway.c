@@ -70,6 +70,7 @@ static const route_t s_routes[] = {
     {"GET", "/storage/{*}", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_get},
     {"PUT", "/storage/{*}", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_put},
     {"DELETE", "/storage/{*}", AUTH_TOKEN, MC_PERM_STORAGE_RW, mc_api_storage_delete},
+    {"POST", "/bench/tokens", AUTH_TOKEN, MC_PERM_MODULES_MANAGE, mc_api_bench_tokens},
 };
 
 struct mc_gateway_t {

@@ -141,6 +141,7 @@ int mc_api_storage_delete (mc_http_req_t *req);
 int mc_api_storage_list (mc_http_req_t *req);
 int mc_api_storage_batch (mc_http_req_t *req);
 int mc_api_storage_usage (mc_http_req_t *req);
+int mc_api_bench_tokens (mc_http_req_t *req);
 
 //  The module record of the caller (a module token), or NULL after sending an error.
 //  Caller frees with mc_env_free (the record is reply->module).

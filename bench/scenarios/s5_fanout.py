@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Scenario 5: event fan-out, one publisher, 10 and 100 subscribers.
+
+Subscribers are real installed modules (the real install path: ZIP, sandbox test,
+launch, /health), each running bench/mc-sink on its own port (8100..8199): a cheap
+epoll receiver that answers 200 to POST /webhook/events without verifying, and that
+subscribes itself at start. Sinks 0-9 subscribe to "fan10.*" and "fan100.*", sinks
+10-99 to "fan100.*" only, so one event type reaches 10 subscribers and the other 100.
+
+  core     the admin token publishes E events (POST /api/v1/events/publish, mc-load
+           closed loop, 8 connections; the rate limit is raised to 10^6/s for the
+           publisher); the core signs (two HMAC schemes), writes every delivery to the
+           durable outbox (group commit) and POSTs it with libcurl multi, one in flight
+           per subscription (publish order per subscription)
+  curl     bench/curl_fanout POSTs the same number of deliveries to the same sinks with
+           libcurl multi, one in flight per target too: no signing, no outbox
+Deliveries per second are taken from the sinks' own counters (first to last delivery).
+Writes docs/bench/s5_fanout.csv and s5_summary.json."""
+import concurrent.futures
+import json
+import os
+import tempfile
+import time
+
+import benchlib as b
+
+BASE_PORT = 8100
+
+
+def sink_zip(args, tmp, i, patterns):
+    with open(b.prog(args, "mc-sink"), "rb") as f:
+        binary = f.read()
+    name = f"sink-{i:03d}"
+    files = {"manifest.json": b.manifest(name, "AUTOMATION", port=BASE_PORT + i,
+                                         entry=["./mc-sink"], permissions=["events.subscribe"]),
+             "mc-sink": binary, "patterns.txt": patterns.encode()}
+    return b.make_zip(os.path.join(tmp, name + ".zip"), files, {"mc-sink": 0o755})
+
+
+def counts(ports):
+    out = []
+    for p in ports:
+        status, body = b.http(f"http://127.0.0.1:{p}/count", timeout=5)
+        out.append(body)
+    return out
+
+
+def reset(ports):
+    for p in ports:
+        b.http(f"http://127.0.0.1:{p}/reset", "POST", {}, timeout=5)
+
+
+def wait_deliveries(ports, expected, timeout):
+    deadline = time.time() + timeout
+    while True:
+        c = counts(ports)
+        got = sum(x["events"] for x in c)
+        if got >= expected or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    first = min((x["first_ns"] for x in c if x["events"]), default=0)
+    last = max((x["last_ns"] for x in c if x["events"]), default=0)
+    secs = (last - first) / 1e9 if last > first else 0.0
+    return got, secs
+
+
+def main():
+    args = b.parse_args("scenario 5: event fan-out")
+    subscribers = [10] if args.quick else [10, 100]
+    total = max(subscribers)
+    events = {10: 1000 if args.quick else 5000, 100: 1000}
+    rows = []
+    tmp = tempfile.mkdtemp(prefix="mc-bench-fan-")
+    with b.Core(args, rate=1000000, burst=1000000, name="s5",
+                extra="[webhook]\ntimeout_ms = 5000\n") as core:
+        zips = [sink_zip(args, tmp, i, "fan10.*,fan100.*" if i < 10 else "fan100.*")
+                for i in range(total)]
+        b.log(f"== s5: installing {total} sink modules")
+        t0 = time.time()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(core.install, zips))
+        bad = [r for r in results if r[0] != 201]
+        if bad:
+            raise SystemExit(f"install failed: {bad[:3]}")
+        b.log(f"   installed in {time.time() - t0:.1f} s")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            status, body = b.http(core.url + "/events/subscriptions", token=core.admin)
+            if len(body.get("subscriptions", [])) >= total:
+                break
+            time.sleep(0.2)
+        ports = [BASE_PORT + i for i in range(total)]
+        admin = core.admin_file()
+        for n in subscribers:
+            targets = ports[:n]
+            e = events[n]
+            expected = e * n
+            # warm-up: a few events, connections opened
+            b.mc_load(args, "--url", core.url + "/events/publish", "--tokens", admin,
+                      "--method", "POST", "--body", json.dumps({"type": f"fan{n}.warm"}),
+                      "--closed", 1, "--requests", 20, "--duration", 10, "--quiet")
+            wait_deliveries(ports, 20 * n, 30)
+            reset(ports)
+            b.log(f"== s5 core: {e} events x {n} subscribers")
+            body = json.dumps({"type": f"fan{n}.tick", "payload": {"pad": "x" * 150}})
+            t0 = time.time()
+            pub = b.mc_load(args, "--url", core.url + "/events/publish", "--tokens", admin,
+                            "--method", "POST", "--body", body, "--closed", 8,
+                            "--requests", e, "--duration", 60, "--timeout-ms", 10000,
+                            "--label", f"publish-{n}")[0]
+            got, secs = wait_deliveries(ports, expected, 90)
+            wall = time.time() - t0
+            rate = got / secs if secs else 0
+            b.log(f"   {got}/{expected} deliveries in {secs:.2f} s: {rate:.0f}/s "
+                  f"(publish {float(pub['ok_rps']):.0f} events/s, p99 {pub['p99_us']} us)")
+            rows.append({"target": "core", "subscribers": n, "events": e, "expected": expected,
+                         "delivered": got, "seconds": round(secs, 3),
+                         "deliveries_per_s": round(rate, 1), "wall_s": round(wall, 2),
+                         "publish_rps": pub["ok_rps"], "publish_p50_us": pub["p50_us"],
+                         "publish_p99_us": pub["p99_us"], "publish_errors":
+                         int(pub["timeouts"]) + int(pub["errors"]) + int(pub["s5xx"])})
+            reset(ports)
+            b.log(f"== s5 curl: {e} POSTs x {n} targets")
+            t0 = time.time()
+            b.prog(args, "curl_fanout")
+            import subprocess
+            r = subprocess.run([b.prog(args, "curl_fanout"), "--count", str(e),
+                                "--inflight", "1", "--body-bytes", str(len(body) + 120)] +
+                               [f"http://127.0.0.1:{p}/webhook/events" for p in targets],
+                               capture_output=True, text=True, timeout=150)
+            b.log("   " + r.stdout.strip())
+            got, secs = wait_deliveries(ports, expected, 30)
+            rate = got / secs if secs else 0
+            b.log(f"   {got}/{expected} deliveries in {secs:.2f} s: {rate:.0f}/s")
+            rows.append({"target": "curl", "subscribers": n, "events": e, "expected": expected,
+                         "delivered": got, "seconds": round(secs, 3),
+                         "deliveries_per_s": round(rate, 1), "wall_s": round(time.time() - t0, 2)})
+            reset(ports)
+        rss = b.rss_kib(core.pid)
+    b.write_csv(os.path.join(args.out, "s5_fanout.csv"), rows)
+    summary = {"rss_kib": rss, "runs": rows, "ratios": {}}
+    for n in subscribers:
+        c = next(r for r in rows if r["target"] == "core" and r["subscribers"] == n)
+        u = next(r for r in rows if r["target"] == "curl" and r["subscribers"] == n)
+        summary["ratios"][str(n)] = c["deliveries_per_s"] / u["deliveries_per_s"] \
+            if u["deliveries_per_s"] else 0
+    with open(os.path.join(args.out, "s5_summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    b.log(f"s5 ratios core/curl: {summary['ratios']}")
+
+
+if __name__ == "__main__":
+    main()
