@@ -2,7 +2,8 @@
 
     Off unless the config says `[bench] token_route = true`; then the admin token (or
     a SYSTEM module) may ask for N module-kind tokens at once, for principals
-    "bench-0" .. "bench-<N-1>", each with the permissions asked for. They are issued
+    "bench:0" .. "bench:<N-1>" (a colon no module name can have, so a bench token
+    never replaces an installed module's), each with the permissions asked for. They are issued
     by the auth actor like any module token (stored as sha256, published to the token
     table, one live token per principal: asking again replaces them), so a request
     made with one goes through exactly the authentication, rate limit and permission
@@ -50,7 +51,7 @@ int mc_api_bench_tokens (mc_http_req_t *req)
     json_t *tokens = json_array ();
     for (i = 0; i < n; i++) {
         char principal[32];
-        snprintf (principal, sizeof principal, "bench-%zu", i);
+        snprintf (principal, sizeof principal, "bench:%zu", i);
         Mc__AuthIssue issue = MC__AUTH_ISSUE__INIT;
         issue.principal = principal;
         issue.kind = MC__PRINCIPAL_KIND__PRINCIPAL_MODULE;
