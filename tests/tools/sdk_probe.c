@@ -2,7 +2,7 @@
     docs/sdk-protocol.md directly (czmq + the generated sdk.pb-c), prints results as JSON
     lines, and exits 0 when the scenario ran (its checks are made by the test).
 
-    usage: sdk_probe ENDPOINT TOKEN hello
+    usage: sdk_probe ENDPOINT TOKEN hello        (env MC_SDK_SERVERKEY: CURVE, tcp://)
            sdk_probe ENDPOINT TOKEN request METHOD PATH [BODY]
            sdk_probe ENDPOINT TOKEN burst N METHOD PATH
            sdk_probe ENDPOINT TOKEN listen PATTERN COUNT SECONDS [nack-first]
@@ -112,7 +112,18 @@ int main (int argc, char **argv)
         return 2;
     }
     zsys_init ();
-    zsock_t *sock = zsock_new_dealer (argv[1]);
+    //  A tcp:// endpoint with CURVE: the core's public key (Z85, <data>/run/sdk.pub) comes
+    //  in MC_SDK_SERVERKEY; this client makes up its own key pair.
+    const char *server_key = getenv ("MC_SDK_SERVERKEY");
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    zcert_t *cert = NULL;
+    if (server_key && *server_key) {
+        cert = zcert_new ();
+        zcert_apply (cert, sock);
+        zsock_set_curve_serverkey (sock, server_key);
+    }
+    if (sock && zsock_connect (sock, "%s", argv[1]) != 0)
+        zsock_destroy (&sock);
     if (!sock) {
         fprintf (stderr, "sdk_probe: cannot connect %s\n", argv[1]);
         return 2;
@@ -239,6 +250,7 @@ int main (int argc, char **argv)
         rc = 2;
     }
     zsock_destroy (&sock);
+    zcert_destroy (&cert);
     fflush (stdout); // before any sanitizer exit hook, which skips stdio
     return rc;
 }
