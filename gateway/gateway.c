@@ -210,11 +210,11 @@ static int s_route (mc_http_req_t *r, int *route_index)
 
 int mc_gateway_dispatch (mc_http_req_t *req)
 {
-    uint64_t started = mc_clock_mono_ns ();
     int status = 0, route_index = -1;
+    req->started_ns = mc_clock_mono_ns ();
     req->status_out = &status;
+    req->route_out = &route_index;
     s_route (req, &route_index);
-    mc_metrics_request (route_index, status, mc_clock_mono_ns () - started);
     return status;
 }
 

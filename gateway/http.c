@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/fsutil.h"
+#include "core/metrics.h"
 #include "core/perms.h"
 
 static const char *s_reason (int status)
@@ -58,8 +59,12 @@ static const char *s_reason (int status)
 int mc_http_send (mc_http_req_t *req, int status, const char *headers, const char *type,
                   const char *body, size_t len)
 {
-    if (req->status_out)
+    if (req->status_out) {
         *req->status_out = status;
+        //  Counted before the answer leaves, so a scrape that follows it sees it.
+        mc_metrics_request (req->route_out ? *req->route_out : -1, status,
+                            mc_clock_mono_ns () - req->started_ns);
+    }
     if (req->capture) { // a native request: the SDK endpoint frames the answer itself
         req->capture->status = status;
         free (req->capture->body);

@@ -50,6 +50,8 @@ typedef struct {
     bool authenticated;                   // principal is set
     uint32_t rate_remaining;              // units left after this request
     int *status_out;                      // where mc_http_send records the status sent
+    const int *route_out;                 // the matched route (metrics), or NULL
+    uint64_t started_ns;                  // when dispatch began (metrics)
 } mc_http_req_t;
 
 //  A request header, or NULL (civetweb's, or the native request's own headers).

@@ -15,338 +15,59 @@ The tests run in order and share state (the daemon, installed modules, the probe
 token): a test whose prerequisite failed fails too, saying which one.
 Last line: "N passed, M failed"; exit status 1 if anything failed.
 """
-import argparse
 import http.client
 import io
 import json
 import os
 import random
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
-import warnings
 import zipfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE_DIR = os.path.dirname(os.path.dirname(HERE))
-PROBE_DIR = os.path.join(SOURCE_DIR, "tests", "fixtures", "probe")
-MODULE_PORTS = range(8100, 8201)
+import harness
+from harness import (PROBE_DIR, Check, Daemon, admin, api, free_port, is_error, log,
+                     make_zip, modctl, module_get, pick_module_port, pid_alive, port_bindable,
+                     probe_manifest, probe_zip, require, test, wait_for)
 
-CONFIG = """\
-[sandbox]
-test_timeout_s = 20
-health_timeout_s = 15
-stop_grace_s = 3
-
+CONFIG = harness.sandbox_config() + """
 [install]
 max_total_mb = 8
 """
 
 
-class Failed(AssertionError):
-    """A test's verdict: one or more expectations did not hold."""
+class Ctx(harness.Ctx):
+    """State shared by the tests, in order (the daemon, its dirs and admin token: see
+    harness.Ctx)."""
 
-
-class Ctx:
-    """State shared by the tests, in order."""
-
-    build = None  # build dir
-    tmp = None  # temp dir of this run
-    data = None  # the daemon's data dir
-    config = None  # its config file
-    log_path = None  # its stderr/stdout
-    daemon = None  # the Daemon under test
-    extra_procs = []  # other processes started by tests (killed at the end)
-    used_ports = set()  # module ports handed out in this run
-    admin = None  # admin token
     hello_port = None
     probe_port = None
     probe_token = None
     probe_secret = None
-    responses = []  # every API response (status line, headers, body) seen, for leak checks
-    secrets = {}  # label -> secret string that must never appear in an API response
-
-
-C = Ctx()
-
-
-# --- small helpers -----------------------------------------------------------------------
-
-def log(text):
-    print(text, flush=True)
-
-
-def free_port():
-    """A free TCP port on 127.0.0.1 (any range)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_bindable(port):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def pick_module_port():
-    """A port in 8100..8200 that is free now and not yet used in this run (random, so
-    parallel runs rarely collide)."""
-    candidates = [p for p in MODULE_PORTS if p not in C.used_ports]
-    random.shuffle(candidates)
-    for port in candidates:
-        if port_bindable(port):
-            C.used_ports.add(port)
-            return port
-    raise Failed("no free port left in 8100..8200")
-
-
-def module_get(port, path, timeout=2.0):
-    """GET http://127.0.0.1:port/path on a module: (status, json or None), or None when
-    nothing answers."""
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        data = resp.read()
-        conn.close()
-    except (OSError, http.client.HTTPException):
-        return None
-    try:
-        return resp.status, json.loads(data)
-    except ValueError:
-        return resp.status, None
-
-
-def wait_for(predicate, timeout, interval=0.1):
-    """Calls predicate until it returns a true value or timeout seconds pass; returns
-    the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
-def pid_alive(pid):
-    """True if pid exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("State:"):
-                    return "Z" not in line.split()[1]
-    except OSError:
-        return False
-    return True
-
-
-class Check:
-    """Collects failed expectations so one test reports all of them."""
 
     def __init__(self):
-        self.problems = []
+        super().__init__()
+        self.responses = []  # every API response (status, headers, body) seen: leak checks
+        self.secrets = {}  # label -> secret string that must never appear in an API response
 
-    def expect(self, condition, message):
-        if not condition:
-            self.problems.append(message)
-        return bool(condition)
+    def on_admin_token(self, token):
+        self.secrets["admin token"] = token
 
-    def done(self):
-        if self.problems:
-            raise Failed("\n".join(" - " + p for p in self.problems))
-
-
-def require(condition, message):
-    if not condition:
-        raise Failed(message)
+    def on_response(self, resp):
+        self.responses.append(f"{resp.status}\n{resp.headers}\n".encode() + resp.body)
 
 
-# --- the daemon and its API ---------------------------------------------------------------
-
-class Daemon:
-    def __init__(self, data, port, config=None):
-        self.data = data
-        self.port = port
-        self.config = config
-        self.proc = None
-
-    def argv(self):
-        argv = [os.path.join(C.build, "modcored"), "--data-dir", self.data,
-                "--listen", f"127.0.0.1:{self.port}"]
-        if self.config:
-            argv += ["--config", self.config]
-        return argv
-
-    def start(self, timeout=15):
-        with open(C.log_path, "ab") as log_file:
-            log_file.write(f"\n===== test: starting {' '.join(self.argv())}\n".encode())
-            log_file.flush()
-            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
-                                         stdout=log_file, stderr=log_file)
-        token_path = os.path.join(self.data, "admin.token")
-
-        def ready():
-            if self.proc.poll() is not None:
-                return "exited"
-            if not os.path.exists(token_path):
-                return None
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/api/v1/health")
-                ok = conn.getresponse().status == 200
-                conn.close()
-                return "ok" if ok else None
-            except (OSError, http.client.HTTPException):
-                return None
-
-        state = wait_for(ready, timeout, 0.05)
-        if state != "ok":
-            raise Failed(f"modcored did not become ready within {timeout} s "
-                         f"(exit status {self.proc.poll()})")
-        with open(token_path, encoding="ascii") as f:
-            C.admin = f.read().strip()
-        C.secrets["admin token"] = C.admin
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=30):
-        """SIGTERM, wait; SIGKILL on timeout. Returns the exit status (None if never
-        started)."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log(f"modcored did not stop within {timeout} s after SIGTERM: killing it")
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def kill9(self):
-        self.proc.kill()
-        self.proc.wait()
+C = harness.use(Ctx())
 
 
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-        try:
-            self.json = json.loads(body) if body else None
-        except ValueError:
-            self.json = None
-
-    def __repr__(self):
-        text = self.body[:600].decode("utf-8", "replace")
-        return f"HTTP {self.status} {text}"
-
-
-def api(method, path, body=None, token=None, content_type=None, headers=None, timeout=120,
-        port=None):
-    """One request to the core's API (path below /api/v1) on a new connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port or C.daemon.port, timeout=timeout)
-    h = dict(headers or {})
-    if token:
-        h["Authorization"] = "Bearer " + token
-    if content_type:
-        h["Content-Type"] = content_type
-    conn.request(method, "/api/v1" + path, body=body, headers=h)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    r = Resp(resp.status, resp.headers, data)
-    C.responses.append(f"{resp.status}\n{resp.headers}\n".encode() + data)
-    return r
-
-
-def admin(method, path, **kwargs):
-    """A call with the admin token. The admin token is rate-limited too: a 429 (possible
-    in a quick series of calls) is retried after its Retry-After."""
-    for _ in range(5):
-        r = api(method, path, token=C.admin, **kwargs)
-        if r.status != 429:
-            return r
-        time.sleep(min(float(r.headers.get("Retry-After") or 1), 2.0))
-    return r
-
+# --- helpers ------------------------------------------------------------------------------
 
 def modules_by_name():
     r = admin("GET", "/modules")
     require(r.status == 200 and r.json and "modules" in r.json, f"GET /modules: {r!r}")
     return {m["name"]: m for m in r.json["modules"]}
-
-
-def is_error_body(r, status, code=None):
-    """True if r is `status` with a JSON {"error", "detail"} body (and error == code)."""
-    return (r.status == status and isinstance(r.json, dict) and "error" in r.json
-            and "detail" in r.json and (code is None or r.json["error"] == code))
-
-
-# --- archives -----------------------------------------------------------------------------
-
-def make_zip(entries):
-    """entries: (name or ZipInfo, bytes or str). Duplicate names are allowed."""
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zipfile warns about duplicate names
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            for name, data in entries:
-                z.writestr(name, data)
-    return buf.getvalue()
-
-
-def probe_manifest(name="probe", port=None, **changes):
-    with open(os.path.join(PROBE_DIR, "manifest.json"), encoding="utf-8") as f:
-        manifest = json.load(f)
-    manifest["name"] = name
-    manifest["port"] = port
-    manifest.update(changes)
-    return manifest
-
-
-def probe_zip(name="probe", port=None, manifest=None, **changes):
-    if manifest is None:
-        manifest = probe_manifest(name, port, **changes)
-    with open(os.path.join(PROBE_DIR, "main.py"), encoding="utf-8") as f:
-        main = f.read()
-    return make_zip([("manifest.json", json.dumps(manifest, indent=2)), ("main.py", main)])
-
-
-def hello_zip(port, name=None):
-    """build/examples/hello.zip with its manifest's port (and name) rewritten."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(os.path.join(C.build, "examples", "hello.zip")) as src, \
-            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if os.path.basename(info.filename) == "manifest.json":
-                manifest = json.loads(data)
-                manifest["port"] = port
-                if name:
-                    manifest["name"] = name
-                data = json.dumps(manifest, indent=2).encode()
-            dst.writestr(info, data)
-    return out.getvalue()
 
 
 def multipart(fields):
@@ -368,14 +89,6 @@ def multipart(fields):
 
 # --- tests --------------------------------------------------------------------------------
 
-TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
 @test
 def test_01_health():
     c = Check()
@@ -393,7 +106,8 @@ def test_01_health():
 def test_02_install_hello_raw():
     c = Check()
     port = pick_module_port()
-    r = admin("POST", "/modules/install", body=hello_zip(port), content_type="application/zip")
+    r = admin("POST", "/modules/install", body=harness.example_zip("hello", port),
+              content_type="application/zip")
     require(r.status == 201, f"raw install of hello on port {port}: {r!r}")
     C.hello_port = port
     body = r.json or {}
@@ -541,23 +255,23 @@ def test_05_auth_errors():
                                             "detail": "Invalid or expired token"},
              f"wrong token: {r!r}")
     r = api("GET", "/modules/self")
-    c.expect(is_error_body(r, 401, "UNAUTHORIZED"), f"no Authorization header: {r!r}")
+    c.expect(is_error(r, 401, "UNAUTHORIZED"), f"no Authorization header: {r!r}")
     r = api("GET", "/modules/self", headers={"Authorization": "Basic " + C.probe_token})
-    c.expect(is_error_body(r, 401), f"Authorization: Basic <token>: {r!r}")
+    c.expect(is_error(r, 401), f"Authorization: Basic <token>: {r!r}")
     r = api("GET", "/modules", token=C.probe_token)
-    c.expect(is_error_body(r, 403, "FORBIDDEN"), f"probe token on GET /modules: {r!r}")
+    c.expect(is_error(r, 403, "FORBIDDEN"), f"probe token on GET /modules: {r!r}")
     r = api("POST", "/modules/hello/stop", token=C.probe_token)
-    c.expect(is_error_body(r, 403, "FORBIDDEN"), f"probe token on POST /modules/hello/stop: {r!r}")
+    c.expect(is_error(r, 403, "FORBIDDEN"), f"probe token on POST /modules/hello/stop: {r!r}")
     r = api("GET", "/no/such/route", token=C.admin)
-    c.expect(is_error_body(r, 404), f"unknown route with the admin token: {r!r}")
+    c.expect(is_error(r, 404), f"unknown route with the admin token: {r!r}")
     r = api("GET", "/no/such/route")
     c.expect(r.status in (401, 404) and r.json, f"unknown route without a token: {r!r}")
     r = api("PUT", "/modules/self", token=C.probe_token, body=b"{}",
             content_type="application/json")
-    c.expect(is_error_body(r, 405), f"PUT /modules/self: {r!r}")
+    c.expect(is_error(r, 405), f"PUT /modules/self: {r!r}")
     c.expect("GET" in (r.headers.get("Allow") or ""), f"405 without Allow: GET: {r.headers.get('Allow')!r}")
     r = api("DELETE", "/health")
-    c.expect(r.status == 405 or is_error_body(r, 401), f"DELETE /health: {r!r}")
+    c.expect(r.status == 405 or is_error(r, 401), f"DELETE /health: {r!r}")
     try:
         conn = http.client.HTTPConnection("127.0.0.1", C.daemon.port, timeout=10)
         conn.request("GET", "/")
@@ -806,7 +520,7 @@ def test_09_bad_archives():
     ]
     for label, body, ctype, status, code, extra in cases:
         r = admin("POST", "/modules/install", body=body, content_type=ctype)
-        if not c.expect(is_error_body(r, status, code),
+        if not c.expect(is_error(r, status, code),
                         f"{label}: expected {status} {code or ''} with {{error, detail}}, got {r!r}"):
             continue
         if extra == "problems":
@@ -865,13 +579,6 @@ def test_09_bad_archives():
     c.expect(dirs_after == dirs_before, f"DATA/modules changed: {dirs_before} -> {dirs_after}")
     c.expect(not tmp_entries(), f"DATA/tmp not empty: {tmp_entries()}")
     c.done()
-
-
-def modctl(*args, url=None, timeout=120):
-    argv = [os.path.join(C.build, "modctl"), "--data-dir", C.data,
-            "--url", url or f"http://127.0.0.1:{C.daemon.port}"] + list(args)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODCORE_")}
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @test
@@ -946,9 +653,9 @@ def test_11_start_stop():
     c.expect(r.status == 200 and (r.json or {}).get("status") == "RUNNING",
              f"POST /modules/hello/start on a running module: {r!r}")
     r = admin("POST", "/modules/nosuch/start")
-    c.expect(is_error_body(r, 404), f"POST /modules/nosuch/start: {r!r}")
+    c.expect(is_error(r, 404), f"POST /modules/nosuch/start: {r!r}")
     r = admin("POST", "/modules/nosuch/stop")
-    c.expect(is_error_body(r, 404), f"POST /modules/nosuch/stop: {r!r}")
+    c.expect(is_error(r, 404), f"POST /modules/nosuch/stop: {r!r}")
     c.done()
 
 
@@ -1006,8 +713,6 @@ def test_13_no_secret_in_any_answer():
     c.done()
 
 
-# --- runner -------------------------------------------------------------------------------
-
 @test
 def test_14_metrics():
     """GET /metrics: Prometheus text for the admin token only; counters move."""
@@ -1053,89 +758,7 @@ def test_14_metrics():
     conn.close()
 
 
-def log_since(offset, limit=6000):
-    try:
-        with open(C.log_path, "rb") as f:
-            f.seek(offset)
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    if len(text) > limit:
-        text = "...\n" + text[-limit:]
-    return text
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--build", required=True, help="the build dir (modcored, modctl, examples)")
-    parser.add_argument("-k", default="", help="run only tests whose name contains this")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir")
-    args = parser.parse_args()
-    C.build = os.path.abspath(args.build)
-    for binary in ("modcored", "modctl", "modcore-launch", "examples/hello.zip"):
-        if not os.path.exists(os.path.join(C.build, binary)):
-            print(f"missing {os.path.join(C.build, binary)}: build first")
-            print("0 passed, 1 failed")
-            return 1
-
-    C.tmp = tempfile.mkdtemp(prefix="modcore-e2e-")
-    C.data = os.path.join(C.tmp, "data")
-    C.config = os.path.join(C.tmp, "modcored.toml")
-    C.log_path = os.path.join(C.tmp, "modcored.log")
-    with open(C.config, "w", encoding="utf-8") as f:
-        f.write(CONFIG)
-    passed = failed = 0
-    started = time.monotonic()
-    try:
-        C.daemon = Daemon(C.data, free_port(), C.config)
-        try:
-            C.daemon.start()
-        except Failed as error:
-            print(f"FAIL start: {error}\n--- modcored log ---\n{log_since(0)}")
-            print("0 passed, 1 failed")
-            return 1
-        log(f"modcored pid {C.daemon.proc.pid} on 127.0.0.1:{C.daemon.port}, data {C.data}")
-        for fn in TESTS:
-            if args.k not in fn.__name__:
-                continue
-            offset = os.path.getsize(C.log_path)
-            t0 = time.monotonic()
-            try:
-                if not C.daemon.running():
-                    C.daemon.start()  # a previous test left it stopped or it died
-                fn()
-                # Every test leaves the daemon running: if it is gone, it crashed.
-                require(C.daemon.running(), f"modcored died during the test (exit status "
-                        f"{C.daemon.proc.poll()}); see its log below")
-            except Failed as error:
-                failed += 1
-                print(f"FAIL {fn.__name__} ({time.monotonic() - t0:.1f} s)\n{error}")
-                print(f"--- modcored log during {fn.__name__} ---\n{log_since(offset)}---")
-            except Exception:  # a broken test or an unexpected answer
-                failed += 1
-                print(f"FAIL {fn.__name__} ({time.monotonic() - t0:.1f} s)\n"
-                      f"{traceback.format_exc()}")
-                print(f"--- modcored log during {fn.__name__} ---\n{log_since(offset)}---")
-            else:
-                passed += 1
-                log(f"ok   {fn.__name__} ({time.monotonic() - t0:.1f} s)")
-    finally:
-        if C.daemon:
-            status = C.daemon.stop()
-            if status not in (0, None):
-                print(f"note: modcored exited with status {status} at the end")
-        for proc in C.extra_procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if args.keep:
-            print(f"kept {C.tmp}")
-        else:
-            shutil.rmtree(C.tmp, ignore_errors=True)
-    print(f"total {time.monotonic() - started:.1f} s")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.run(__doc__, CONFIG, tmp_prefix="modcore-e2e-",
+                         required=("modcored", "modctl", "modcore-launch", "examples/hello.zip"),
+                         build_help="the build dir (modcored, modctl, examples)"))

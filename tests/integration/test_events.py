@@ -20,42 +20,31 @@ always stopped and the temp dir removed at the end (--keep keeps it); its log is
 under every failing test. Python standard library only.
 Last line: "N passed, M failed"; exit status 1 if anything failed.
 """
-import argparse
 import email.utils
 import http.client
-import io
 import json
 import os
 import random
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
-import zipfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE_DIR = os.path.dirname(os.path.dirname(HERE))
-PROBE_DIR = os.path.join(SOURCE_DIR, "tests", "fixtures", "probe")
+import harness
+from harness import (SOURCE_DIR, Check, admin, api, free_port, log, make_zip,
+                     modctl, module_call, pick_module_port, pid_alive, probe_zip, require,
+                     test, wait_for)
+
 RECEIVER_DIR = os.path.join(SOURCE_DIR, "tests", "fixtures", "receiver")
-MODULE_PORTS = range(8100, 8201)
 MAX_AGE_S = 20
 BULK = 1000  # events in the ordering and kill -9 tests
 MAIN_PATTERNS = ["test.*", "device.*", "module.*"]
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
-CONFIG = f"""\
-[sandbox]
-test_timeout_s = 20
-health_timeout_s = 15
-stop_grace_s = 2
-
+CONFIG = harness.sandbox_config(stop_grace_s=2) + f"""
 [rate_limit]
 rate = 100000
 burst = 100000
@@ -71,21 +60,14 @@ size = 2
 """
 
 
-class Failed(AssertionError):
-    """A test's verdict: one or more expectations did not hold."""
+class Ctx(harness.Ctx):
+    """State shared by the tests, in order (the daemon, its dirs and admin token: see
+    harness.Ctx)."""
 
-
-class Ctx:
-    """State shared by the tests, in order."""
-
-    build = None  # build dir
-    tmp = None  # temp dir of this run
-    data = None  # the daemon's data dir
-    config = None  # its config file
-    log_path = None  # its stderr/stdout
-    daemon = None  # the Daemon under test
-    admin = None  # admin token
-    used_ports = set()  # module ports handed out in this run
+    start_timeout = 20
+    log_limit = 8000
+    admin_retry = False
+    modctl_timeout = 60
     ports = {}  # module name -> port
     tokens = {}  # module name -> module token
     exh = []  # receiver2: [(event id, publish time)] published while it answers 401
@@ -93,191 +75,10 @@ class Ctx:
     saved_color = None  # cfgmod's saved config value that must survive it too
 
 
-C = Ctx()
+C = harness.use(Ctx())
 
 
-# --- small helpers -----------------------------------------------------------------------
-
-def log(text):
-    print(text, flush=True)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_bindable(port):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def pick_module_port():
-    """A port in 8100..8200 that is free now and not yet used in this run (random, so
-    parallel runs rarely collide)."""
-    candidates = [p for p in MODULE_PORTS if p not in C.used_ports]
-    random.shuffle(candidates)
-    for port in candidates:
-        if port_bindable(port):
-            C.used_ports.add(port)
-            return port
-    raise Failed("no free port left in 8100..8200")
-
-
-def wait_for(predicate, timeout, interval=0.1):
-    """Calls predicate until it returns a true value or timeout seconds pass; returns
-    the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
-def pid_alive(pid):
-    """True if pid exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("State:"):
-                    return "Z" not in line.split()[1]
-    except OSError:
-        return False
-    return True
-
-
-class Check:
-    """Collects failed expectations so one test reports all of them."""
-
-    def __init__(self):
-        self.problems = []
-
-    def expect(self, condition, message):
-        if not condition:
-            self.problems.append(message)
-        return bool(condition)
-
-    def done(self):
-        if self.problems:
-            raise Failed("\n".join(" - " + p for p in self.problems))
-
-
-def require(condition, message):
-    if not condition:
-        raise Failed(message)
-
-
-# --- the daemon and its API ---------------------------------------------------------------
-
-class Daemon:
-    def __init__(self, data, port, config):
-        self.data = data
-        self.port = port
-        self.config = config
-        self.proc = None
-
-    def argv(self):
-        return [os.path.join(C.build, "modcored"), "--data-dir", self.data,
-                "--listen", f"127.0.0.1:{self.port}", "--config", self.config]
-
-    def start(self, timeout=20):
-        with open(C.log_path, "ab") as log_file:
-            log_file.write(f"\n===== test: starting {' '.join(self.argv())}\n".encode())
-            log_file.flush()
-            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
-                                         stdout=log_file, stderr=log_file)
-        token_path = os.path.join(self.data, "admin.token")
-
-        def ready():
-            if self.proc.poll() is not None:
-                return "exited"
-            if not os.path.exists(token_path):
-                return None
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/api/v1/health")
-                ok = conn.getresponse().status == 200
-                conn.close()
-                return "ok" if ok else None
-            except (OSError, http.client.HTTPException):
-                return None
-
-        state = wait_for(ready, timeout, 0.05)
-        if state != "ok":
-            raise Failed(f"modcored did not become ready within {timeout} s "
-                         f"(exit status {self.proc.poll()})")
-        with open(token_path, encoding="ascii") as f:
-            C.admin = f.read().strip()
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=30):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log(f"modcored did not stop within {timeout} s after SIGTERM: killing it")
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def kill9(self):
-        self.proc.kill()
-        self.proc.wait()
-
-
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-        try:
-            self.json = json.loads(body) if body else None
-        except ValueError:
-            self.json = None
-
-    def __repr__(self):
-        return f"HTTP {self.status} {self.body[:600].decode('utf-8', 'replace')}"
-
-
-def api(method, path, body=None, token=None, content_type=None, timeout=120):
-    """One request to the core's API (path below /api/v1) on a new connection. A dict or
-    list body is sent as JSON."""
-    conn = http.client.HTTPConnection("127.0.0.1", C.daemon.port, timeout=timeout)
-    headers = {}
-    if token:
-        headers["Authorization"] = "Bearer " + token
-    if isinstance(body, (dict, list)):
-        body = json.dumps(body).encode()
-        content_type = content_type or "application/json"
-    if content_type:
-        headers["Content-Type"] = content_type
-    conn.request(method, "/api/v1" + path, body=body, headers=headers)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    return Resp(resp.status, resp.headers, data)
-
-
-def admin(method, path, **kwargs):
-    return api(method, path, token=C.admin, **kwargs)
-
+# --- the core's API -------------------------------------------------------------------------
 
 def as_module(name, method, path, **kwargs):
     return api(method, path, token=C.tokens[name], **kwargs)
@@ -328,8 +129,8 @@ def publish(name, type_, payload=None):
 
 
 def is_error(r, status, code=None):
-    return (r.status == status and isinstance(r.json, dict) and "error" in r.json
-            and (code is None or r.json["error"] == code))
+    """harness.is_error without requiring a "detail" key."""
+    return harness.is_error(r, status, code, detail=False)
 
 
 def deliveries(module=None, status=None, limit=1000):
@@ -355,25 +156,6 @@ def module_record(name):
 
 
 # --- module processes -----------------------------------------------------------------------
-
-def module_call(port, method, path, body=None, timeout=5.0):
-    """A request to a module's own HTTP server: (status, json), or None if it does not
-    answer."""
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        data = json.dumps(body).encode() if body is not None else None
-        conn.request(method, path, body=data,
-                     headers={"Content-Type": "application/json"} if data else {})
-        resp = conn.getresponse()
-        raw = resp.read()
-        conn.close()
-    except (OSError, http.client.HTTPException):
-        return None
-    try:
-        return resp.status, json.loads(raw)
-    except ValueError:
-        return resp.status, None
-
 
 def rx(path, method="GET", body=None, name="receiver"):
     """Calls a receiver's control route; fails the test if it does not answer 200."""
@@ -401,25 +183,6 @@ def wait_arrived(event_id, timeout=10, name="receiver"):
     return wait_for(lambda: arrived(event_id, name), timeout, 0.1)
 
 
-def make_zip(entries):
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in entries:
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
-def probe_zip(name, port, extra=(), **changes):
-    with open(os.path.join(PROBE_DIR, "manifest.json"), encoding="utf-8") as f:
-        manifest = json.load(f)
-    manifest.update({"name": name, "port": port})
-    manifest.update(changes)
-    with open(os.path.join(PROBE_DIR, "main.py"), encoding="utf-8") as f:
-        main = f.read()
-    return make_zip([("manifest.json", json.dumps(manifest, indent=2)), ("main.py", main)]
-                    + list(extra))
-
-
 def receiver_zip(name, port, patterns):
     with open(os.path.join(RECEIVER_DIR, "manifest.json"), encoding="utf-8") as f:
         manifest = json.load(f)
@@ -439,7 +202,7 @@ def install(name, archive):
 
 def install_probe(name, permissions, type_="INTEGRATION", extra=()):
     port = pick_module_port()
-    install(name, probe_zip(name, port, extra, permissions=permissions, type=type_))
+    install(name, probe_zip(name, port, extra=extra, permissions=permissions, type=type_))
     C.ports[name] = port
     got = wait_for(lambda: module_call(port, "GET", "/token"), 5)
     require(got and got[0] == 200, f"{name} GET /token: {got}")
@@ -517,26 +280,11 @@ def order_problems(first, seqs):
     return problems
 
 
-def modctl(*args, url=None, timeout=60):
-    argv = [os.path.join(C.build, "modctl"), "--data-dir", C.data,
-            "--url", url or f"http://127.0.0.1:{C.daemon.port}"] + list(args)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODCORE_")}
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
-
-
 def show(p):
     return f"exit {p.returncode}, stdout {p.stdout[-1500:]!r}, stderr {p.stderr[-800:]!r}"
 
 
 # --- tests --------------------------------------------------------------------------------
-
-TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
 
 @test
 def test_01_install_modules():
@@ -1421,87 +1169,7 @@ def test_13_modctl_events_tail():
     c.done()
 
 
-# --- runner -------------------------------------------------------------------------------
-
-def log_since(offset, limit=8000):
-    try:
-        with open(C.log_path, "rb") as f:
-            f.seek(offset)
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    if len(text) > limit:
-        text = "...\n" + text[-limit:]
-    return text
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--build", required=True, help="the build dir (modcored, modctl)")
-    parser.add_argument("-k", default="", help="run only tests whose name contains one of "
-                        "these comma-separated strings (later tests depend on earlier ones)")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir")
-    args = parser.parse_args()
-    C.build = os.path.abspath(args.build)
-    for binary in ("modcored", "modctl", "modcore-launch"):
-        if not os.path.exists(os.path.join(C.build, binary)):
-            print(f"missing {os.path.join(C.build, binary)}: build first")
-            print("0 passed, 1 failed")
-            return 1
-
-    C.tmp = tempfile.mkdtemp(prefix="modcore-events-")
-    C.data = os.path.join(C.tmp, "data")
-    C.config = os.path.join(C.tmp, "modcored.toml")
-    C.log_path = os.path.join(C.tmp, "modcored.log")
-    with open(C.config, "w", encoding="utf-8") as f:
-        f.write(CONFIG)
-    passed = failed = 0
-    started = time.monotonic()
-    try:
-        C.daemon = Daemon(C.data, free_port(), C.config)
-        try:
-            C.daemon.start()
-        except Failed as error:
-            print(f"FAIL start: {error}\n--- modcored log ---\n{log_since(0)}")
-            print("0 passed, 1 failed")
-            return 1
-        log(f"modcored pid {C.daemon.proc.pid} on 127.0.0.1:{C.daemon.port}, data {C.data}")
-        for fn in TESTS:
-            if not any(k in fn.__name__ for k in args.k.split(",")):
-                continue
-            offset = os.path.getsize(C.log_path)
-            t0 = time.monotonic()
-            try:
-                if not C.daemon.running():
-                    C.daemon.start()
-                fn()
-                require(C.daemon.running(), f"modcored died during the test (exit status "
-                        f"{C.daemon.proc.poll()}); see its log below")
-            except Failed as error:
-                failed += 1
-                print(f"FAIL {fn.__name__} ({time.monotonic() - t0:.1f} s)\n{error}")
-                print(f"--- modcored log during {fn.__name__} ---\n{log_since(offset)}---")
-            except Exception:  # a broken test or an unexpected answer
-                failed += 1
-                print(f"FAIL {fn.__name__} ({time.monotonic() - t0:.1f} s)\n"
-                      f"{traceback.format_exc()}")
-                print(f"--- modcored log during {fn.__name__} ---\n{log_since(offset)}---")
-            else:
-                passed += 1
-                log(f"ok   {fn.__name__} ({time.monotonic() - t0:.1f} s)")
-    finally:
-        if C.daemon:
-            status = C.daemon.stop()
-            if status not in (0, None):
-                print(f"note: modcored exited with status {status} at the end")
-        if args.keep:
-            print(f"kept {C.tmp}")
-        else:
-            shutil.rmtree(C.tmp, ignore_errors=True)
-    print(f"total {time.monotonic() - started:.1f} s")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.run(__doc__, CONFIG, tmp_prefix="modcore-events-",
+                         required=("modcored", "modctl", "modcore-launch"),
+                         build_help="the build dir (modcored, modctl)", k_any=True))

@@ -8,27 +8,39 @@ document) against a real modcored with the probe fixture module installed: HELLO
 a good and a wrong token, frames before HELLO, a request/response, the shared rate
 limit (HTTP and native spend one bucket), events pushed with ACK and redelivered after
 a NACK in publish order, a CLI invocation through the native session, and the session
-ending when the module is uninstalled. Reuses test_e2e's daemon harness.
+ending when the module is uninstalled. The daemon runs with test_e2e's config, under
+the shared harness (harness.py).
 Last line: "N passed, M failed".
 """
+import http.client
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import test_e2e as e2e  # noqa: E402  (the shared harness: Daemon, api, probe_zip, ...)
+import harness
+from harness import admin, module_get, pick_module_port, probe_zip, require, test
 
-C = e2e.C
-require = e2e.require
-TESTS = []
+TCP_PORT = harness.free_port()  # the CURVE endpoint for remote modules
+CONFIG = harness.sandbox_config() + f"""
+[install]
+max_total_mb = 8
+
+[sdk]
+tcp_endpoint = "tcp://127.0.0.1:{TCP_PORT}"
+"""
 
 
-def test(fn):
-    TESTS.append(fn)
-    return fn
+class Ctx(harness.Ctx):
+    """State shared by the tests, in order (the daemon, its dirs and admin token: see
+    harness.Ctx)."""
+
+    probe_port = None
+    probe_token = None
+
+
+C = harness.use(Ctx())
 
 
 def endpoint():
@@ -45,23 +57,22 @@ def probe(*args, timeout=30):
 
 
 def publish(seq):
-    r = e2e.admin("POST", "/events/publish", content_type="application/json",
+    r = admin("POST", "/events/publish", content_type="application/json",
                   body=json.dumps({"type": "native.test", "payload": {"seq": seq}}))
     require(r.status == 201, f"publish: {r!r}")
 
 
 @test
 def test_01_install_probe():
-    C.probe_port = e2e.pick_module_port()
-    zip_bytes = e2e.probe_zip("nprobe", C.probe_port,
+    C.probe_port = pick_module_port()
+    zip_bytes = probe_zip("nprobe", C.probe_port,
                               permissions=["events.subscribe", "events.publish", "device.read"])
-    r = e2e.admin("POST", "/modules/install", body=zip_bytes, content_type="application/zip")
+    r = admin("POST", "/modules/install", body=zip_bytes, content_type="application/zip")
     require(r.status == 201 and r.json["status"] == "RUNNING", f"install: {r!r}")
-    got = e2e.module_get(C.probe_port, "/token")
+    got = module_get(C.probe_port, "/token")
     require(got and got[0] == 200, f"probe /token: {got}")
     token = got[1]["token"]
     C.probe_token = token
-    C.secrets["probe token"] = token
 
 
 @test
@@ -97,7 +108,7 @@ def test_04_rate_limit_shared():
     require(out["ok"] + out["limited"] == 300, f"unexpected statuses: {out}")
     # HTTP and native calls spend one bucket: 10 HTTP calls first, then a native burst.
     time.sleep(1.5)
-    conn = e2e.http.client.HTTPConnection("127.0.0.1", C.daemon.port, timeout=5)
+    conn = http.client.HTTPConnection("127.0.0.1", C.daemon.port, timeout=5)
     t0 = time.monotonic()
     for _ in range(10):
         conn.request("GET", "/api/v1/modules/self",
@@ -129,7 +140,7 @@ def test_05_events_ack_and_redelivery():
     seqs = [x["event"]["payload"]["seq"] for x in events]
     require(seqs == list(range(5)), f"events out of order or missing: {seqs}")
     require(events[0]["attempt"] >= 2, f"the NACKed first event was not redelivered: {events[0]}")
-    r = e2e.admin("GET", "/events/deliveries?module=nprobe&status=delivered")
+    r = admin("GET", "/events/deliveries?module=nprobe&status=delivered")
     require(r.status == 200 and len(r.json["deliveries"]) >= 5, f"deliveries: {r!r}")
 
 
@@ -142,19 +153,17 @@ def test_06_cli_over_native():
     C.extra_procs.append(proc)
     first = json.loads(proc.stdout.readline())
     require(first.get("registered") == 201, f"CLI spec: {first}")
-    r = e2e.admin("POST", "/cli/invoke/nprobe", content_type="application/json",
+    r = admin("POST", "/cli/invoke/nprobe", content_type="application/json",
                   body=json.dumps({"subcommand": "echo", "args": {"text": "hi"}}))
     require(r.status == 200 and r.json["exit_code"] == 7 and "hi" in r.json["stdout"],
             f"invoke: {r!r}")
-    r = e2e.admin("POST", "/cli/invoke/nprobe", content_type="application/json",
+    r = admin("POST", "/cli/invoke/nprobe", content_type="application/json",
                   body=json.dumps({"subcommand": "echo", "args": {}}))
     require(r.status == 400 and r.json["error"] == "INVALID_ARGS", f"missing arg: {r!r}")
     # modctl MODULE SUBCOMMAND: validated against the spec, run through the core, the
     # module's output printed and its exit code returned.
     def modctl(*words):
-        argv = [os.path.join(C.build, "modctl"), "--data-dir", C.data, "--url",
-                f"http://127.0.0.1:{C.daemon.port}", *words]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        return harness.modctl(*words, timeout=60, clean_env=False)
 
     p = modctl("nprobe", "echo", "--text", "hello there")
     require(p.returncode == 7 and "hello there" in p.stdout, f"modctl nprobe echo: {p}")
@@ -179,13 +188,33 @@ def test_06_cli_over_native():
 
 
 @test
+def test_06b_curve_over_tcp():
+    """tcp:// with CURVE: the core's public key from <data>/run/sdk.pub lets a client in;
+    without CURVE nothing answers; the secret half stays under secure/ (0600)."""
+    with open(os.path.join(C.data, "run", "sdk.pub"), encoding="ascii") as f:
+        server_key = f.read().strip()
+    require(len(server_key) == 40, f"sdk.pub: {server_key!r}")
+    secret = os.path.join(C.data, "secure", "sdk.cert")
+    require(os.stat(secret).st_mode & 0o077 == 0, "secure/sdk.cert is readable by others")
+    tcp = f"tcp://127.0.0.1:{TCP_PORT}"
+    argv = [os.path.join(C.build, "tests", "sdk_probe"), tcp, C.probe_token, "hello"]
+    env = dict(os.environ, MC_SDK_SERVERKEY=server_key)
+    time.sleep(1.2)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+    require('"welcome":"nprobe"' in out.stdout, f"CURVE HELLO: {out.stdout} {out.stderr}")
+    env.pop("MC_SDK_SERVERKEY")
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+    require("NO_ANSWER" in out.stdout, f"a plain-text client got an answer: {out.stdout}")
+
+
+@test
 def test_07_uninstall_ends_session():
     argv = [os.path.join(C.build, "tests", "sdk_probe"), endpoint(), C.probe_token, "listen",
             "native.*", "1", "6"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     C.extra_procs.append(proc)
     time.sleep(1.5)
-    r = e2e.admin("DELETE", "/modules/nprobe")
+    r = admin("DELETE", "/modules/nprobe")
     require(r.status == 200, f"uninstall: {r!r}")
     require(probe(C.probe_token, "hello")[0] == {"error": "UNAUTHORIZED"},
             "the revoked token still opens a session")
@@ -193,10 +222,7 @@ def test_07_uninstall_ends_session():
     proc.wait()
 
 
-def main():
-    e2e.TESTS[:] = TESTS
-    return e2e.main()
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.run(__doc__, CONFIG, tmp_prefix="modcore-native-",
+                         required=("modcored", "modctl", "modcore-launch", "examples/hello.zip"),
+                         build_help="the build dir (modcored, modctl, examples)"))

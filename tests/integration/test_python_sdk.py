@@ -12,7 +12,6 @@ build), and `sdkprobe`, a module written here with the SDK (vendored the same wa
 reveals its token and webhook secret so the test can sign requests as the core does.
 Python standard library only. Last line: "N passed, M failed"; exit status 1 on failure.
 """
-import argparse
 import base64
 import hashlib
 import hmac
@@ -21,16 +20,11 @@ import io
 import json
 import logging
 import os
-import random
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -41,19 +35,15 @@ SDK_DIR = os.path.join(SDK_PARENT, "modcore_sdk")
 sys.path.insert(0, SDK_PARENT)
 sys.dont_write_bytecode = True  # leave no __pycache__ in the source tree
 
+import harness  # noqa: E402
+from harness import (Check, admin, free_port, log, note, pick_module_port, request,  # noqa: E402
+                     require, test, unit, wait_for)
 import modcore_sdk  # noqa: E402
 from modcore_sdk import (ApiClient, ApiError, Arg, Module, match, sign_selena,  # noqa: E402
                          sign_standard, verify_request, verify_selena, verify_standard)
 from modcore_sdk.cli import Command, UsageError, bind_args, invoke  # noqa: E402
 
-MODULE_PORTS = range(8100, 8201)
-
-CONFIG = """\
-[sandbox]
-test_timeout_s = 20
-health_timeout_s = 15
-stop_grace_s = 3
-
+CONFIG = harness.sandbox_config() + """
 [webhook]
 retry_base_ms = 200
 retry_cap_ms = 1000
@@ -181,169 +171,28 @@ PROBE_MANIFEST = {
 }
 
 
-class Failed(AssertionError):
-    pass
+class Ctx(harness.Ctx):
+    """State shared by the tests, in order (the daemon, its dirs and admin token: see
+    harness.Ctx)."""
 
-
-class Ctx:
-    build = tmp = data = config = log_path = None
-    daemon = None
-    admin = None
-    used_ports = set()
+    log_banner = False
+    log_limit = 4000
+    resp_limit = 500
+    api_timeout = 30
     ports = {}          # module name -> port
     probe = {}          # token, secret, standard
     device_id = None
     core_has = {}       # optional core features seen: "storage", "cli"
-    notes = []          # things the core did not do as the spec says
 
 
-C = Ctx()
-
-
-def log(text):
-    print(text, flush=True)
-
-
-def note(text):
-    C.notes.append(text)
-    log("    note: " + text)
-
-
-class Check:
-    def __init__(self):
-        self.problems = []
-
-    def expect(self, condition, message):
-        if not condition:
-            self.problems.append(message)
-        return bool(condition)
-
-    def done(self):
-        if self.problems:
-            raise Failed("\n".join(" - " + p for p in self.problems))
-
-
-def require(condition, message):
-    if not condition:
-        raise Failed(message)
-
-
-def wait_for(predicate, timeout, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pick_module_port():
-    candidates = [p for p in MODULE_PORTS if p not in C.used_ports]
-    random.shuffle(candidates)
-    for port in candidates:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        C.used_ports.add(port)
-        return port
-    raise Failed("no free port in 8100..8200")
-
-
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status, self.headers, self.body = status, headers, body
-        try:
-            self.json = json.loads(body) if body else None
-        except ValueError:
-            self.json = None
-
-    def __repr__(self):
-        return f"HTTP {self.status} {self.body[:500].decode('utf-8', 'replace')}"
-
-
-def hreq(port, method, path, body=None, headers=None, timeout=30):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    if isinstance(body, (dict, list)):
-        body = json.dumps(body).encode()
-        headers = dict(headers or {}, **{"Content-Type": "application/json"})
-    conn.request(method, path, body=body, headers=headers or {})
-    r = conn.getresponse()
-    data = r.read()
-    conn.close()
-    return Resp(r.status, r.headers, data)
-
-
-def api(method, path, body=None, token=None, headers=None, **kw):
-    headers = dict(headers or {})
-    if token:
-        headers["Authorization"] = "Bearer " + token
-    return hreq(C.daemon.port, method, "/api/v1" + path, body, headers, **kw)
-
-
-def admin(method, path, body=None, **kw):
-    for _ in range(5):
-        r = api(method, path, body, token=C.admin, **kw)
-        if r.status != 429:
-            return r
-        time.sleep(min(float(r.headers.get("Retry-After") or 1), 2.0))
-    return r
+C = harness.use(Ctx())
 
 
 def module_get(name, path):
     try:
-        return hreq(C.ports[name], "GET", path, timeout=5)
+        return request(C.ports[name], "GET", path, timeout=5)
     except OSError:
         return None
-
-
-# --- the daemon ------------------------------------------------------------------------
-
-class Daemon:
-    def __init__(self, data, port, config):
-        self.data, self.port, self.config, self.proc = data, port, config, None
-
-    def start(self, timeout=15):
-        argv = [os.path.join(C.build, "modcored"), "--data-dir", self.data,
-                "--listen", f"127.0.0.1:{self.port}", "--config", self.config]
-        with open(C.log_path, "ab") as f:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=f)
-        token_path = os.path.join(self.data, "admin.token")
-
-        def ready():
-            if self.proc.poll() is not None:
-                return "exited"
-            if not os.path.exists(token_path):
-                return None
-            try:
-                return "ok" if hreq(self.port, "GET", "/api/v1/health", timeout=1).status == 200 \
-                    else None
-            except OSError:
-                return None
-        if wait_for(ready, timeout, 0.05) != "ok":
-            raise Failed(f"modcored did not start (exit status {self.proc.poll()})")
-        with open(token_path, encoding="ascii") as f:
-            C.admin = f.read().strip()
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode if self.proc else None
 
 
 # --- module ZIPs -------------------------------------------------------------------------
@@ -359,21 +208,9 @@ def add_sdk(z):
 
 
 def example_zip(name, port):
-    """<build>/examples/<name>.zip with the manifest's port rewritten."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(os.path.join(C.build, "examples", name + ".zip")) as src, \
-            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-        names = src.namelist()
-        require("modcore_sdk/__init__.py" in names,
-                f"{name}.zip does not vendor modcore_sdk: {names}")
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename == "manifest.json":
-                manifest = json.loads(data)
-                manifest["port"] = port
-                data = json.dumps(manifest, indent=2).encode()
-            dst.writestr(info, data)
-    return out.getvalue()
+    """<build>/examples/<name>.zip with the manifest's port rewritten; it must vendor
+    modcore_sdk."""
+    return harness.example_zip(name, port, require_entries=("modcore_sdk/__init__.py",))
 
 
 def probe_zip(port):
@@ -402,7 +239,7 @@ def module_log(name):
 
 
 def probe_call(part, method, *args, **kwargs):
-    r = hreq(C.ports["sdkprobe"], "POST", "/call",
+    r = request(C.ports["sdkprobe"], "POST", "/call",
              {"part": part, "method": method, "args": list(args), "kwargs": kwargs})
     require(r.status == 200 and r.json is not None, f"probe /call {part}.{method}: {r!r}")
     return r.json
@@ -461,19 +298,6 @@ class FakeCore:
 
 
 # --- tests --------------------------------------------------------------------------------
-
-TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-def unit(fn):
-    fn.unit = True
-    return test(fn)
-
 
 @unit
 def test_01_unit_patterns():
@@ -720,38 +544,38 @@ def test_05_unit_module_server_inprocess():
         m.start()
         try:
             c.expect((m.name, m.version) == ("unit", "2.0.1"), f"from manifest: {m!r}")
-            r = hreq(m.port, "GET", "/health")
+            r = request(m.port, "GET", "/health")
             c.expect(r.status == 200 and r.json == {"status": "ok", "name": "unit",
                                                     "version": "2.0.1"}, f"/health: {r!r}")
             for path, ctype in (("/img/i.svg", "image/svg+xml"), ("/w.html?ui_token=x",
                                 "text/html"), ("/settings.html", "text/html"),
                                 ("/icon.svg", "image/svg+xml"), ("/widget.html", "text/html")):
-                r = hreq(m.port, "GET", path)
+                r = request(m.port, "GET", path)
                 c.expect(r.status == 200 and r.headers["Content-Type"].startswith(ctype),
                          f"GET {path}: {r!r} {r.headers.get('Content-Type')}")
             for path in ("/secret.txt", "/manifest.json", "/../etc/passwd", "/nope"):
-                r = hreq(m.port, "GET", path)
+                r = request(m.port, "GET", path)
                 c.expect(r.status == 404, f"GET {path} should be 404: {r!r}")
-            r = hreq(m.port, "GET", "/items/42?q=z")
+            r = request(m.port, "GET", "/items/42?q=z")
             c.expect(r.json == {"item": "42", "q": "z"}, f"route params: {r!r}")
-            r = hreq(m.port, "DELETE", "/items/42")
+            r = request(m.port, "DELETE", "/items/42")
             c.expect(r.status == 405 and "GET" in r.headers.get("Allow", ""), f"405: {r!r}")
             body, headers = signed(secret, {"id": "e1", "type": "x.a", "payload": {}})
-            r = hreq(m.port, "POST", "/webhook/events", body, headers)
+            r = request(m.port, "POST", "/webhook/events", body, headers)
             c.expect(r.status == 200, f"signed delivery: {r!r}")
-            r = hreq(m.port, "POST", "/webhook/events", body, headers)
+            r = request(m.port, "POST", "/webhook/events", body, headers)
             c.expect(r.status == 200 and handled.count(("e1", 1)) == 1,
                      f"a redelivery ran the handler again: {handled} {r!r}")
             bad = dict(headers, **{"X-Selena-Signature": "sha256=" + "1" * 64})
-            r = hreq(m.port, "POST", "/webhook/events", body, bad)
+            r = request(m.port, "POST", "/webhook/events", body, bad)
             c.expect(r.status == 401, f"bad signature: {r!r}")
-            r = hreq(m.port, "POST", "/webhook/events", b"{nope",
+            r = request(m.port, "POST", "/webhook/events", b"{nope",
                      {"X-Selena-Signature": sign_selena(secret, b"{nope")})
             c.expect(r.status == 400, f"bad JSON: {r!r}")
             body, headers = signed(secret, {"id": "e2", "type": "x.b", "payload": {"fail": 1}})
-            r = hreq(m.port, "POST", "/webhook/events", body, headers)
+            r = request(m.port, "POST", "/webhook/events", body, headers)
             c.expect(r.status == 500, f"a raising handler: {r!r}")
-            r = hreq(m.port, "POST", "/webhook/events", body,
+            r = request(m.port, "POST", "/webhook/events", body,
                      dict(headers, **{"X-Delivery-Attempt": "2"}))
             c.expect(r.status == 500 and ("e2", 2) in handled,
                      f"a failed event must run again on redelivery: {handled}")
@@ -872,9 +696,9 @@ def test_13_bad_signatures_are_refused():
              "payload": {"device_id": "forged", "new_state": {"on": True}}}
     body, headers = signed("0" * 64, event)  # a secret that is not the module's
     for name in ("automation", "sdkprobe"):
-        r = hreq(C.ports[name], "POST", "/webhook/events", body, headers)
+        r = request(C.ports[name], "POST", "/webhook/events", body, headers)
         c.expect(r.status == 401, f"{name}: a wrong signature got {r!r}")
-        r = hreq(C.ports[name], "POST", "/webhook/events", body,
+        r = request(C.ports[name], "POST", "/webhook/events", body,
                  {"Content-Type": "application/json"})
         c.expect(r.status == 401, f"{name}: an unsigned delivery got {r!r}")
     stats = module_get("automation", "/stats").json
@@ -882,9 +706,9 @@ def test_13_bad_signatures_are_refused():
     # The probe's own secret signs: accepted, bad JSON is 400.
     body, headers = signed(C.probe["secret"], dict(event, type="probe.direct",
                                                    id="11111111-1111-4111-8111-111111111111"))
-    r = hreq(C.ports["sdkprobe"], "POST", "/webhook/events", body, headers)
+    r = request(C.ports["sdkprobe"], "POST", "/webhook/events", body, headers)
     c.expect(r.status == 200, f"a delivery signed with the probe's secret: {r!r}")
-    r = hreq(C.ports["sdkprobe"], "POST", "/webhook/events", b"not json",
+    r = request(C.ports["sdkprobe"], "POST", "/webhook/events", b"not json",
              {"X-Selena-Signature": sign_selena(C.probe["secret"], b"not json")})
     c.expect(r.status == 400, f"signed bad JSON: {r!r}")
     c.done()
@@ -894,7 +718,7 @@ def test_13_bad_signatures_are_refused():
 def test_14_raising_handler_is_retried_by_the_core():
     c = Check()
     require("sdkprobe" in C.ports, "prerequisite: sdkprobe not installed")
-    r = hreq(C.ports["sdkprobe"], "POST", "/publish", {"type": "probe.fail",
+    r = request(C.ports["sdkprobe"], "POST", "/publish", {"type": "probe.fail",
                                                        "payload": {"n": 1}})
     require(r.status == 201 and r.json.get("event_id"), f"probe publish: {r!r}")
     event_id = r.json["event_id"]
@@ -924,24 +748,24 @@ def test_15_cli_route_on_the_module():
     port, secret = C.ports["sdkprobe"], C.probe["secret"]
     body, headers = signed(secret, {"subcommand": "greet",
                                     "args": {"name": "ada", "times": "2", "shout": True}})
-    r = hreq(port, "POST", "/cli", body, headers)
+    r = request(port, "POST", "/cli", body, headers)
     c.expect(r.status == 200 and r.json == {"exit_code": 0, "stdout": "HELLO ADA\nHELLO ADA\n",
                                             "stderr": ""}, f"greet: {r!r}")
     body, headers = signed(secret, {"subcommand": "code", "args": {"code": "3"}})
-    r = hreq(port, "POST", "/cli", body, headers)
+    r = request(port, "POST", "/cli", body, headers)
     c.expect(r.status == 200 and r.json == {"exit_code": 3, "stdout": "",
                                             "stderr": "to stderr\n"}, f"code: {r!r}")
     body, headers = signed(secret, {"subcommand": "fail", "args": {}})
-    r = hreq(port, "POST", "/cli", body, headers)
+    r = request(port, "POST", "/cli", body, headers)
     c.expect(r.status == 200 and r.json["exit_code"] == 1 and r.json["stdout"] == "about to fail\n"
              and "ValueError: broken on purpose" in r.json["stderr"], f"fail: {r!r}")
     body, headers = signed(secret, {"subcommand": "nosuch"})
-    r = hreq(port, "POST", "/cli", body, headers)
+    r = request(port, "POST", "/cli", body, headers)
     c.expect(r.status == 200 and r.json["exit_code"] == 2, f"unknown subcommand: {r!r}")
     body, headers = signed("f" * 64, {"subcommand": "greet", "args": {"name": "x"}})
-    r = hreq(port, "POST", "/cli", body, headers)
+    r = request(port, "POST", "/cli", body, headers)
     c.expect(r.status == 401, f"bad signature: {r!r}")
-    r = hreq(port, "POST", "/cli", body, {"Content-Type": "application/json"})
+    r = request(port, "POST", "/cli", body, {"Content-Type": "application/json"})
     c.expect(r.status == 401, f"no signature: {r!r}")
     c.done()
 
@@ -1015,7 +839,7 @@ def test_17_client_against_the_real_core():
         note("the core has no POST /secrets/proxy route (the spec lists it): "
              f"{r['status']} {r['code']}: {r['detail']}")
     # The rate limit (100/s, burst 20): 150 calls in a row hit 429s, all retried.
-    r = hreq(C.ports["sdkprobe"], "POST", "/burst?n=150", timeout=60)
+    r = request(C.ports["sdkprobe"], "POST", "/burst?n=150", timeout=60)
     c.expect(r.status == 200 and r.json["ok"] == 150, f"burst: {r!r}")
     if r.status == 200:
         c.expect(r.json["retried_429"] >= 1, f"150 calls hit no 429: {r.json}")
@@ -1084,7 +908,7 @@ def test_19_sigterm_stops_cleanly_and_restart_resubscribes():
     c.expect(r.status == 200 and len(r.json["subscriptions"]) == 1,
              f"one subscription after a restart: {r!r}")
     # It still gets events.
-    r = hreq(C.ports["sdkprobe"], "POST", "/publish", {"type": "probe.after", "payload": {}})
+    r = request(C.ports["sdkprobe"], "POST", "/publish", {"type": "probe.after", "payload": {}})
     eid = (r.json or {}).get("event_id")
     c.expect(wait_for(lambda: any(e["id"] == eid for e in
                                   module_get("sdkprobe", "/seen").json["events"]), 10),
@@ -1116,80 +940,14 @@ def test_20_automation_counts_survive_a_restart_in_storage():
     c.done()
 
 
-# --- runner -------------------------------------------------------------------------------
-
-def log_since(offset, limit=4000):
-    try:
-        with open(C.log_path, "rb") as f:
-            f.seek(offset)
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return text if len(text) <= limit else "...\n" + text[-limit:]
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--build", required=True)
-    parser.add_argument("-k", default="")
-    parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args()
-    C.build = os.path.abspath(args.build)
-    C.tmp = tempfile.mkdtemp(prefix="modcore-pysdk-")
-    C.data = os.path.join(C.tmp, "data")
-    C.config = os.path.join(C.tmp, "modcored.toml")
-    C.log_path = os.path.join(C.tmp, "modcored.log")
-    with open(C.config, "w") as f:
-        f.write(CONFIG)
-    open(C.log_path, "wb").close()
-    passed = failed = 0
-    started = time.monotonic()
-    selected = [fn for fn in TESTS if args.k in fn.__name__]
-    try:
-        for fn in selected:
-            offset = os.path.getsize(C.log_path)
-            t0 = time.monotonic()
-            try:
-                if not getattr(fn, "unit", False) and C.daemon is None:
-                    for binary in ("modcored", "modcore-launch", "examples/hello.zip",
-                                   "examples/automation.zip"):
-                        require(os.path.exists(os.path.join(C.build, binary)),
-                                f"missing {os.path.join(C.build, binary)}: build first")
-                    C.daemon = Daemon(C.data, free_port(), C.config)
-                    C.daemon.start()
-                    log(f"modcored pid {C.daemon.proc.pid} on 127.0.0.1:{C.daemon.port}")
-                    if "install" not in fn.__name__:
-                        test_10_install_modules()
-                if C.daemon is not None and not C.daemon.running():
-                    raise Failed("modcored is not running")
-                fn()
-            except Failed as e:
-                failed += 1
-                print(f"FAIL {fn.__name__} ({time.monotonic() - t0:.1f} s)\n{e}")
-                if C.daemon:
-                    print(f"--- modcored log ---\n{log_since(offset)}---")
-            except Exception:
-                failed += 1
-                print(f"FAIL {fn.__name__} ({time.monotonic() - t0:.1f} s)\n"
-                      f"{traceback.format_exc()}")
-            else:
-                passed += 1
-                log(f"ok   {fn.__name__} ({time.monotonic() - t0:.1f} s)")
-    finally:
-        if C.daemon:
-            status = C.daemon.stop()
-            if status not in (0, None):
-                print(f"note: modcored exited with status {status}")
-        if args.keep:
-            print(f"kept {C.tmp}")
-        else:
-            shutil.rmtree(C.tmp, ignore_errors=True)
-    for n in C.notes:
-        print("note:", n)
-    print(f"total {time.monotonic() - started:.1f} s")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+def install_first(fn):
+    """Once modcored runs: the modules, unless the first test to need them installs them."""
+    if "install" not in fn.__name__:
+        test_10_install_modules()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.run(
+        __doc__, CONFIG, tmp_prefix="modcore-pysdk-", lazy=True,
+        required=("modcored", "modcore-launch", "examples/hello.zip", "examples/automation.zip"),
+        build_help="the build dir (modcored, examples)", after_start=install_first))

@@ -17,25 +17,30 @@ Runs as root (CI does). Prints "N passed, M failed" last.
 
 usage: test_sandbox.py --build BUILD_DIR"""
 import argparse
+import http.client
 import io
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE = os.path.dirname(os.path.dirname(HERE))
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+import harness
+from harness import SOURCE_DIR as SOURCE
+from harness import free_port, log_since, pick_module_port
+
+
+class Ctx(harness.Ctx):
+    """The daemon and its dirs (see harness.Ctx); the checks below count themselves."""
+
+    start_timeout = 20
+    log_banner = False
+
+
+C = harness.use(Ctx())
 
 passed = 0
 failed = 0
@@ -52,46 +57,27 @@ def check(cond, what):
     return cond
 
 
-def free_port(low=0, high=0, taken=()):
-    """A free port on 127.0.0.1: any, or one in low..high (module ports: 8100..8200) not
-    in taken. Other tests may run modules at the same time, so none is hard-coded."""
-    import random
-    candidates = list(range(low, high + 1)) if low else [0]
-    random.shuffle(candidates)
-    for port in candidates:
-        if port in taken:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise RuntimeError("no free port")
-
-
-PORTS = {}
+PORTS = {}  # module name -> its port (8100..8200, free when picked: none is hard-coded)
 
 
 def http(method, url, token=None, body=None, content_type="application/json", timeout=30):
+    """A request to http://127.0.0.1:PORT/...: (status, JSON body, or the raw body of an
+    error that is not JSON), or (0, the error) when nothing answers."""
     data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    if token:
-        req.add_header("Authorization", "Bearer " + token)
-    if data is not None:
-        req.add_header("Content-Type", content_type)
+    headers = {"Authorization": "Bearer " + token} if token else {}
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path + ("?" + parts.query if parts.query else "")
     try:
-        with OPENER.open(req, timeout=timeout) as r:
-            raw = r.read()
-            return r.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, raw
-    except (urllib.error.URLError, OSError) as e:
+        r = harness.request(parts.port, method, path, data, headers, timeout,
+                            content_type if data is not None else None)
+    except (OSError, http.client.HTTPException) as e:
         return 0, str(e)
+    if 200 <= r.status < 300:
+        return r.status, json.loads(r.body) if r.body else None
+    try:
+        return r.status, json.loads(r.body)
+    except ValueError:
+        return r.status, r.body
 
 
 def zip_dir(src, manifest_changes=None):
@@ -145,31 +131,23 @@ def module_processes(data_dir):
     return found
 
 
-class Core:
-    def __init__(self, build, data_dir, config, port):
-        self.build, self.data_dir, self.config, self.port = build, data_dir, config, port
-        self.proc = None
+class Core(harness.Daemon):
+    """The daemon under test (C.daemon), with the calls the tests make of it."""
+
+    def __init__(self, port):
+        super().__init__(C.data, port, C.config)
         self.url = "http://127.0.0.1:%d/api/v1" % port
 
     def start(self):
-        log = open(os.path.join(os.path.dirname(self.data_dir), "core.log"), "ab")
-        self.proc = subprocess.Popen(
-            [os.path.join(self.build, "modcored"), "--config", self.config, "--data-dir",
-             self.data_dir, "--listen", "127.0.0.1:%d" % self.port],
-            stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            status, _ = http("GET", self.url + "/health", timeout=2)
-            if status == 200:
-                self.token = open(os.path.join(self.data_dir, "admin.token")).read().strip()
-                return True
-            if self.proc.poll() is not None:
-                return False
-            time.sleep(0.1)
-        return False
+        """True once it answers (within 20 s), False if it does not."""
+        try:
+            super().start()
+            return True
+        except harness.Failed:
+            return False
 
     def call(self, method, path, body=None, content_type="application/json", timeout=120):
-        return http(method, self.url + path, self.token, body, content_type, timeout)
+        return http(method, self.url + path, C.admin, body, content_type, timeout)
 
     def module(self, name):
         return self.call("GET", "/modules/" + name)[1]
@@ -184,29 +162,13 @@ class Core:
             time.sleep(0.2)
         return rec
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
-    def kill9(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def modctl(build, core, *args):
-    out = subprocess.run([os.path.join(build, "modctl"), "--data-dir", core.data_dir, "--url",
-                          "http://127.0.0.1:%d" % core.port] + list(args),
-                         capture_output=True, text=True, timeout=30)
+def modctl(*args):
+    out = harness.modctl(*args, timeout=30, clean_env=False)
     return out.returncode, out.stdout + out.stderr
 
 
-def test_isolation(build, core, config_path):
+def test_isolation(core, config_path):
     hello = zip_dir(os.path.join(SOURCE, "modules-sdk", "examples", "hello"), {"port": PORTS["hello"]})
     status, rec = core.call("POST", "/modules/install", hello, "application/zip")
     check(status == 201 and rec.get("status") == "RUNNING", "hello installs and runs (%s)" % status)
@@ -228,7 +190,7 @@ def test_isolation(build, core, config_path):
 
     def run():
         results.update(http("GET", HOSTILE + "/attacks?" + urllib.parse.urlencode({
-            "data": core.data_dir, "other": "hello", "config": config_path,
+            "data": core.data, "other": "hello", "config": config_path,
             "core_pid": core.proc.pid}), timeout=300)[1] or {})
 
     worker = threading.Thread(target=run)
@@ -254,7 +216,7 @@ def test_isolation(build, core, config_path):
     check(http("GET", HELLO + "/health")[0] == 200, "hello still serves")
 
 
-def test_usage_and_logs(build, core):
+def test_usage_and_logs(core):
     rec = core.module("hostile")
     usage = rec.get("usage") or {}
     check(usage.get("rss_bytes", 0) > 1 << 20 and usage.get("pids", 0) >= 1,
@@ -270,11 +232,11 @@ def test_usage_and_logs(build, core):
     check(core.call("GET", "/modules/nosuch/logs")[0] == 404, "logs of an unknown module is a 404")
     status, _ = http("GET", core.url + "/modules/hostile/logs")
     check(status == 401, "logs need a token")
-    rc, out = modctl(build, core, "top")
+    rc, out = modctl("top")
     check(rc == 0 and "hostile" in out and "RSS" in out, "modctl top lists the modules")
-    rc, out = modctl(build, core, "logs", "hostile", "-n", "200")
+    rc, out = modctl("logs", "hostile", "-n", "200")
     check(rc == 0 and "hostile: starting" in out, "modctl logs hostile -n 200")
-    rc, out = modctl(build, core, "logs", "hostile", "-n", "0")
+    rc, out = modctl("logs", "hostile", "-n", "0")
     check(rc == 2, "modctl logs -n 0 is a usage error")
 
 
@@ -292,7 +254,7 @@ def test_health_restart(core):
           "a module failing /health is restarted (restarts %s, %s)" % (rec.get("restarts"), rec.get("status_reason")))
 
 
-def test_crash_loop(build, core):
+def test_crash_loop(core):
     status, rec = core.call("POST", "/modules/install",
                             zip_dir(os.path.join(SOURCE, "tests", "fixtures", "crasher"),
                                     {"port": PORTS["crasher"]}),
@@ -305,10 +267,10 @@ def test_crash_loop(build, core):
     check(last.get("exit_code") == 3, "the record shows exit code 3")
     check("something went badly wrong" in last.get("stderr_tail", ""), "the record shows its stderr")
     check("crash loop" in rec.get("status_reason", ""), "status_reason explains: %s" % rec.get("status_reason"))
-    rc, out = modctl(build, core, "info", "crasher")
+    rc, out = modctl("info", "crasher")
     check(rc == 0 and "CRASHLOOP" in out and "something went badly wrong" in out,
           "modctl info shows CRASHLOOP and stderr")
-    rc, out = modctl(build, core, "list")
+    rc, out = modctl("list")
     check(rc == 0 and "CRASHLOOP" in out, "modctl list shows CRASHLOOP")
 
     # The core is idle while the crasher waits for its (capped) backoff.
@@ -320,7 +282,7 @@ def test_crash_loop(build, core):
     check(http("GET", core.url + "/health", timeout=2)[0] == 200, "the core answers during the crash loop")
 
     starts = []
-    for line in open(os.path.join(core.data_dir, "logs", "crasher.log")):
+    for line in open(os.path.join(core.data, "logs", "crasher.log")):
         if line.startswith("crasher start "):
             starts.append(float(line.split()[2]))
     gaps = [b - a for a, b in zip(starts, starts[1:])]
@@ -333,7 +295,7 @@ def test_crash_loop(build, core):
     check(status == 200 and rec.get("status") == "STOPPED", "a crash-looping module can be stopped")
     n = len(starts)
     time.sleep(2.5)
-    later = sum(1 for l in open(os.path.join(core.data_dir, "logs", "crasher.log")) if l.startswith("crasher start "))
+    later = sum(1 for l in open(os.path.join(core.data, "logs", "crasher.log")) if l.startswith("crasher start "))
     check(later == n, "no restart after stop")
 
 
@@ -349,15 +311,15 @@ def test_on_demand(core):
           "it is stopped when idle (%s)" % rec.get("status_reason"))
 
 
-def test_kill9(build, core):
+def test_kill9(core):
     ident = http("GET", HOSTILE + "/identity")[1]
-    procs = module_processes(core.data_dir)
+    procs = module_processes(core.data)
     check(len(procs) >= 2, "module processes found before kill -9 (%d)" % len(procs))
     core.kill9()
     deadline = time.time() + 5
-    while time.time() < deadline and module_processes(core.data_dir):
+    while time.time() < deadline and module_processes(core.data):
         time.sleep(0.1)
-    left = module_processes(core.data_dir)
+    left = module_processes(core.data)
     check(not left, "no module process survives kill -9 of the core (%s)" % left)
     check(core.start(), "the core starts again")
     hostile = core.wait_status("hostile", ["RUNNING"], 40)
@@ -375,20 +337,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--build", required=True)
     args = parser.parse_args()
-    build = os.path.abspath(args.build)
+    C.build = os.path.abspath(args.build)
     if os.geteuid() != 0 or not shutil.which("bwrap"):
         print("skipped: needs root and bubblewrap\n0 passed, 0 failed")
         return 0
     global HOSTILE, HELLO
     for name in ("hello", "hostile", "crasher", "lazy"):
-        PORTS[name] = free_port(8100, 8200, PORTS.values())
+        PORTS[name] = pick_module_port()
     HOSTILE = "http://127.0.0.1:%d" % PORTS["hostile"]
     HELLO = "http://127.0.0.1:%d" % PORTS["hello"]
-    tmp = tempfile.mkdtemp(prefix="mc-sandbox-")
-    data_dir = os.path.join(tmp, "data")
-    config = os.path.join(tmp, "modcore.toml")
-    with open(config, "w") as f:
-        f.write("""# test config: short supervision intervals
+    harness.workdir("mc-sandbox-", """# test config: short supervision intervals
 [sandbox]
 test_timeout_s = 30
 health_timeout_s = 20
@@ -405,23 +363,23 @@ idle_stop_s = 3
 [modules.hello]
 secret_setting = "the core's config must stay hidden"
 """)
-    core = Core(build, data_dir, config, free_port())
+    core = C.daemon = Core(free_port())
     try:
         if check(core.start(), "the core starts"):
-            test_isolation(build, core, config)
-            test_usage_and_logs(build, core)
+            test_isolation(core, C.config)
+            test_usage_and_logs(core)
             test_health_restart(core)
-            test_crash_loop(build, core)
+            test_crash_loop(core)
             test_on_demand(core)
-            test_kill9(build, core)
+            test_kill9(core)
     finally:
         core.stop()
-        left = module_processes(data_dir)
+        left = module_processes(C.data)
         check(not left, "no module process is left after the core stops (%s)" % left)
         if failed:
             print("---- core log (tail) ----")
-            print(open(os.path.join(tmp, "core.log"), errors="replace").read()[-6000:])
-        shutil.rmtree(tmp, ignore_errors=True)
+            print(log_since(0))
+        shutil.rmtree(C.tmp, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

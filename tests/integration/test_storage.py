@@ -16,36 +16,19 @@ persistence across a core restart, and deletion of the database on uninstall.
 The tests run in order and share state (the daemon, the modules, their tokens).
 Last line: "N passed, M failed"; exit status 1 if anything failed. Standard library only.
 """
-import argparse
-import http.client
-import io
 import json
 import os
-import random
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-import traceback
 import urllib.parse
-import zipfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE_DIR = os.path.dirname(os.path.dirname(HERE))
-PROBE_DIR = os.path.join(SOURCE_DIR, "tests", "fixtures", "probe")
-MODULE_PORTS = range(8100, 8201)
+import harness
+from harness import (Check, admin, api, is_error, module_get, pick_module_port, probe_zip,
+                     require, test, wait_for)
+
 MAX_KEYS = 20
 MAX_BYTES = 4096
 
-CONFIG = f"""\
-[sandbox]
-test_timeout_s = 20
-health_timeout_s = 15
-stop_grace_s = 3
-
+CONFIG = harness.sandbox_config() + f"""
 [rate_limit]
 rate = 5000
 burst = 5000
@@ -57,190 +40,21 @@ max_open = 2
 """
 
 
-class Failed(AssertionError):
-    """A test's verdict: one or more expectations did not hold."""
+class Ctx(harness.Ctx):
+    """State shared by the tests, in order (the daemon, its dirs and admin token: see
+    harness.Ctx)."""
 
-
-class Ctx:
-    build = None  # build dir
-    tmp = None  # temp dir of this run
-    data = None  # the daemon's data dir
-    config = None  # its config file
-    log_path = None  # its stderr/stdout
-    daemon = None  # the Daemon under test
-    admin = None  # admin token
+    api_timeout = 60
+    admin_wait = 1
+    resp_limit = 400
     ports = {}  # module name -> port
     tokens = {}  # module name -> its token
-    used_ports = set()
 
 
-C = Ctx()
+C = harness.use(Ctx())
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-def log(text):
-    print(text, flush=True)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pick_module_port():
-    candidates = [p for p in MODULE_PORTS if p not in C.used_ports]
-    random.shuffle(candidates)
-    for port in candidates:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        C.used_ports.add(port)
-        return port
-    raise Failed("no free port left in 8100..8200")
-
-
-def wait_for(predicate, timeout, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
-def module_get(port, path, timeout=2.0):
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        data = resp.read()
-        conn.close()
-    except (OSError, http.client.HTTPException):
-        return None
-    try:
-        return resp.status, json.loads(data)
-    except ValueError:
-        return resp.status, None
-
-
-class Check:
-    """Collects failed expectations so one test reports all of them."""
-
-    def __init__(self):
-        self.problems = []
-
-    def expect(self, condition, message):
-        if not condition:
-            self.problems.append(message)
-        return bool(condition)
-
-    def done(self):
-        if self.problems:
-            raise Failed("\n".join(" - " + p for p in self.problems))
-
-
-def require(condition, message):
-    if not condition:
-        raise Failed(message)
-
-
-class Daemon:
-    def __init__(self, data, port, config):
-        self.data = data
-        self.port = port
-        self.config = config
-        self.proc = None
-
-    def start(self, timeout=15):
-        argv = [os.path.join(C.build, "modcored"), "--data-dir", self.data,
-                "--listen", f"127.0.0.1:{self.port}", "--config", self.config]
-        with open(C.log_path, "ab") as log_file:
-            log_file.write(f"\n===== test: starting {' '.join(argv)}\n".encode())
-            log_file.flush()
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
-                                         stderr=log_file)
-        token_path = os.path.join(self.data, "admin.token")
-
-        def ready():
-            if self.proc.poll() is not None:
-                return "exited"
-            if not os.path.exists(token_path):
-                return None
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/api/v1/health")
-                ok = conn.getresponse().status == 200
-                conn.close()
-                return "ok" if ok else None
-            except (OSError, http.client.HTTPException):
-                return None
-
-        if wait_for(ready, timeout, 0.05) != "ok":
-            raise Failed(f"modcored did not become ready within {timeout} s "
-                         f"(exit status {self.proc.poll()})")
-        with open(token_path, encoding="ascii") as f:
-            C.admin = f.read().strip()
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=30):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-class Resp:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-        try:
-            self.json = json.loads(body) if body else None
-        except ValueError:
-            self.json = None
-
-    def __repr__(self):
-        return f"HTTP {self.status} {self.body[:400].decode('utf-8', 'replace')}"
-
-
-def api(method, path, body=None, token=None, content_type=None):
-    """One request (path below /api/v1, sent exactly as given) on a new connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", C.daemon.port, timeout=60)
-    headers = {}
-    if token:
-        headers["Authorization"] = "Bearer " + token
-    if body is not None and not isinstance(body, (bytes, str)):
-        body = json.dumps(body)
-        content_type = content_type or "application/json"
-    if content_type:
-        headers["Content-Type"] = content_type
-    conn.request(method, "/api/v1" + path, body=body, headers=headers)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    return Resp(resp.status, resp.headers, data)
-
-
-def admin(method, path, **kwargs):
-    for _ in range(5):
-        r = api(method, path, token=C.admin, **kwargs)
-        if r.status != 429:
-            return r
-        time.sleep(1)
-    return r
-
 
 def enc(key):
     """A key percent-encoded for the path: every byte outside unreserved characters, and
@@ -271,28 +85,10 @@ def listing(module, **query):
     return api("GET", "/storage" + ("?" + qs if qs else ""), token=C.tokens[module])
 
 
-def is_error(r, status, code=None):
-    return (r.status == status and isinstance(r.json, dict) and "error" in r.json
-            and "detail" in r.json and (code is None or r.json["error"] == code))
-
-
-def probe_zip(name, port, permissions):
-    with open(os.path.join(PROBE_DIR, "manifest.json"), encoding="utf-8") as f:
-        manifest = json.load(f)
-    manifest.update(name=name, port=port, permissions=permissions)
-    with open(os.path.join(PROBE_DIR, "main.py"), encoding="utf-8") as f:
-        main = f.read()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("manifest.json", json.dumps(manifest, indent=2))
-        z.writestr("main.py", main)
-    return buf.getvalue()
-
-
 def install(name, permissions):
     """Installs a probe copy and learns its token."""
     port = pick_module_port()
-    r = admin("POST", "/modules/install", body=probe_zip(name, port, permissions),
+    r = admin("POST", "/modules/install", body=probe_zip(name, port, permissions=permissions),
               content_type="application/zip")
     require(r.status == 201, f"install of {name} on port {port}: {r!r}")
     got = module_get(port, "/token")
@@ -306,14 +102,6 @@ def db_dir(name):
 
 
 # --- tests --------------------------------------------------------------------------------
-
-TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
 
 @test
 def test_01_install():
@@ -640,81 +428,7 @@ def test_10_uninstall():
     c.done()
 
 
-def log_since(offset, limit=6000):
-    try:
-        with open(C.log_path, "rb") as f:
-            f.seek(offset)
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return ("...\n" + text[-limit:]) if len(text) > limit else text
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--build", required=True, help="the build dir (modcored)")
-    parser.add_argument("-k", default="", help="run only tests whose name contains this")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir")
-    args = parser.parse_args()
-    C.build = os.path.abspath(args.build)
-    for binary in ("modcored", "modcore-launch"):
-        if not os.path.exists(os.path.join(C.build, binary)):
-            print(f"missing {os.path.join(C.build, binary)}: build first")
-            print("0 passed, 1 failed")
-            return 1
-    C.tmp = tempfile.mkdtemp(prefix="modcore-storage-")
-    C.data = os.path.join(C.tmp, "data")
-    C.config = os.path.join(C.tmp, "modcored.toml")
-    C.log_path = os.path.join(C.tmp, "modcored.log")
-    with open(C.config, "w", encoding="utf-8") as f:
-        f.write(CONFIG)
-    passed = failed = 0
-    started = time.monotonic()
-    try:
-        C.daemon = Daemon(C.data, free_port(), C.config)
-        try:
-            C.daemon.start()
-        except Failed as error:
-            print(f"FAIL start: {error}\n--- modcored log ---\n{log_since(0)}")
-            print("0 passed, 1 failed")
-            return 1
-        log(f"modcored pid {C.daemon.proc.pid} on 127.0.0.1:{C.daemon.port}, data {C.data}")
-        for fn in TESTS:
-            if args.k not in fn.__name__:
-                continue
-            offset = os.path.getsize(C.log_path)
-            t0 = time.monotonic()
-            try:
-                if not C.daemon.running():
-                    C.daemon.start()
-                fn()
-                require(C.daemon.running(), f"modcored died during the test (exit status "
-                        f"{C.daemon.proc.poll()})")
-            except Failed as error:
-                failed += 1
-                print(f"FAIL {fn.__name__} ({time.monotonic() - t0:.1f} s)\n{error}")
-                print(f"--- modcored log during {fn.__name__} ---\n{log_since(offset)}---")
-            except Exception:
-                failed += 1
-                print(f"FAIL {fn.__name__} ({time.monotonic() - t0:.1f} s)\n"
-                      f"{traceback.format_exc()}")
-                print(f"--- modcored log during {fn.__name__} ---\n{log_since(offset)}---")
-            else:
-                passed += 1
-                log(f"ok   {fn.__name__} ({time.monotonic() - t0:.1f} s)")
-    finally:
-        if C.daemon:
-            status = C.daemon.stop()
-            if status not in (0, None):
-                print(f"note: modcored exited with status {status} at the end")
-        if args.keep:
-            print(f"kept {C.tmp}")
-        else:
-            shutil.rmtree(C.tmp, ignore_errors=True)
-    print(f"total {time.monotonic() - started:.1f} s")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.run(__doc__, CONFIG, tmp_prefix="modcore-storage-",
+                         required=("modcored", "modcore-launch"),
+                         build_help="the build dir (modcored)"))
