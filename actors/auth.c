@@ -32,7 +32,6 @@ typedef struct {
     mc_context_t *ctx; // shared context (store, table)
     zsock_t *pipe;     // actor pipe
     zsock_t *router;   // inproc://modcore.auth
-    bool terminated;   // $TERM received
 } self_t;
 
 static self_t *s_self_new (zsock_t *pipe, mc_context_t *ctx)
@@ -316,6 +315,11 @@ static void s_handle_request (self_t *self)
     mc_request_destroy (&req);
 }
 
+static void s_handle_request_cb (void *self)
+{
+    s_handle_request (self);
+}
+
 void mc_auth_actor (zsock_t *pipe, void *args)
 {
     self_t *self = s_self_new (pipe, (mc_context_t *)args);
@@ -332,19 +336,6 @@ void mc_auth_actor (zsock_t *pipe, void *args)
     zsys_info ("auth: %zu tokens loaded", mc_authtab_size (self->ctx->authtab));
     mc_actor_ready (pipe, 0);
 
-    zpoller_t *poller = zpoller_new (pipe, self->router, NULL);
-    while (!self->terminated) {
-        void *which = zpoller_wait (poller, -1);
-        if (which == pipe) {
-            char *command = zstr_recv (pipe);
-            if (!command || streq (command, "$TERM"))
-                self->terminated = true;
-            zstr_free (&command);
-        } else if (which == self->router)
-            s_handle_request (self);
-        else if (zpoller_terminated (poller))
-            break;
-    }
-    zpoller_destroy (&poller);
+    mc_actor_serve (pipe, self->router, s_handle_request_cb, self);
     s_self_destroy (&self);
 }

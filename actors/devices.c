@@ -23,7 +23,6 @@ typedef struct {
     zsock_t *router;   // inproc://modcore.devices
     zsock_t *eventbus; // DEALER: device events
     zhashx_t *devices; // id -> json_t * (owned)
-    bool terminated;   // $TERM received
 } self_t;
 
 const char *mc_device_validate (json_t *body)
@@ -257,6 +256,11 @@ static void s_on_request (self_t *self)
     mc_request_destroy (&req);
 }
 
+static void s_on_request_cb (void *self)
+{
+    s_on_request (self);
+}
+
 static int s_load_one (const char *key, size_t klen, const void *value, size_t vlen, void *arg)
 {
     self_t *self = arg;
@@ -284,20 +288,7 @@ void mc_devices_actor (zsock_t *pipe, void *args)
               mc_store_scan (self->ctx->store, "dev/", s_load_one, self) == 0;
     if (mc_actor_ready (pipe, ok ? 0 : -1) == 0) {
         zsys_info ("devices: %zu devices loaded", zhashx_size (self->devices));
-        zpoller_t *poller = zpoller_new (pipe, self->router, NULL);
-        while (!self->terminated) {
-            void *which = zpoller_wait (poller, -1);
-            if (which == pipe) {
-                char *command = zstr_recv (pipe);
-                if (!command || streq (command, "$TERM"))
-                    self->terminated = true;
-                zstr_free (&command);
-            } else if (which == self->router)
-                s_on_request (self);
-            else if (zpoller_terminated (poller))
-                break;
-        }
-        zpoller_destroy (&poller);
+        mc_actor_serve (pipe, self->router, s_on_request_cb, self);
     }
     zhashx_destroy (&self->devices);
     zsock_destroy (&self->router);

@@ -67,7 +67,6 @@ typedef struct {
     uint32_t max_open;  // [storage] max_open
     uint64_t max_keys;  // [storage] max_keys, per module
     uint64_t max_bytes; // [storage] max_bytes, per module
-    bool terminated;    // $TERM received
 } self_t;
 
 //  Why a request was refused: what goes into the error reply.
@@ -630,6 +629,11 @@ static void s_on_request (self_t *self)
     mc_request_destroy (&req);
 }
 
+static void s_on_request_cb (void *self)
+{
+    s_on_request (self);
+}
+
 void mc_storage_actor (zsock_t *pipe, void *args)
 {
     self_t *self = calloc (1, sizeof *self);
@@ -645,20 +649,7 @@ void mc_storage_actor (zsock_t *pipe, void *args)
         zsys_info ("storage: per-module databases under %s/modules/<name>/db (at most %u open; "
                    "quota %" PRIu64 " keys, %" PRIu64 " bytes)",
                    self->ctx->config->data_dir, self->max_open, self->max_keys, self->max_bytes);
-        zpoller_t *poller = zpoller_new (pipe, self->router, NULL);
-        while (!self->terminated) {
-            void *which = zpoller_wait (poller, -1);
-            if (which == pipe) {
-                char *command = zstr_recv (pipe);
-                if (!command || streq (command, "$TERM"))
-                    self->terminated = true;
-                zstr_free (&command);
-            } else if (which == self->router)
-                s_on_request (self);
-            else if (zpoller_terminated (poller))
-                break;
-        }
-        zpoller_destroy (&poller);
+        mc_actor_serve (pipe, self->router, s_on_request_cb, self);
     }
     zhashx_destroy (&self->dbs); // closes every database
     //  Unbound now, not when ZeroMQ reaps the socket, so a new storage actor (a restart

@@ -265,6 +265,23 @@ int mc_status_http (Mc__Status status)
     return 500;
 }
 
+void mc_actor_serve (zsock_t *pipe, zsock_t *router, void (*on_request) (void *self), void *self)
+{
+    zpoller_t *poller = zpoller_new (pipe, router, NULL);
+    for (bool terminated = false; !terminated;) {
+        void *which = zpoller_wait (poller, -1);
+        if (which == pipe) {
+            char *command = zstr_recv (pipe);
+            terminated = !command || streq (command, "$TERM");
+            zstr_free (&command);
+        } else if (which == router)
+            on_request (self);
+        else if (zpoller_terminated (poller))
+            break;
+    }
+    zpoller_destroy (&poller);
+}
+
 //  zactor_new consumes the zsock_signal handshake without looking at its status, so the
 //  outcome travels as one string right after it.
 int mc_actor_ready (zsock_t *pipe, int rc)

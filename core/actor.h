@@ -80,6 +80,10 @@ int mc_publish_core_event (zsock_t *eventbus, const char *type, json_t *payload)
 //  A readable name of a status, and its HTTP equivalent.
 int mc_status_http (Mc__Status status);
 
+//  The loop of an actor that has only its pipe and its ROUTER: calls on_request (self)
+//  for each message on router until $TERM (or interruption) arrives on the pipe.
+void mc_actor_serve (zsock_t *pipe, zsock_t *router, void (*on_request) (void *self), void *self);
+
 //  Start-up handshake. An actor calls this once its sockets are bound (rc 0) or when
 //  it cannot start (rc -1, then it returns). Returns rc.
 int mc_actor_ready (zsock_t *pipe, int rc);
