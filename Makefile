@@ -17,6 +17,8 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 test: build
+	@echo "== CUnit suites (summary; each suite also runs under ctest)"
+	@$(BUILD)/tests/mc_tests 2>/dev/null | sed -n '/Run Summary/,$$p'
 	cd $(BUILD) && ctest --output-on-failure --timeout 900
 
 run: build

@@ -184,7 +184,7 @@ static char *s_run (const char *command)
 //  by openssl. Caller frees; NULL if openssl failed.
 static char *s_openssl_hex (const char *key, const char *path)
 {
-    char command[1024];
+    char command[8192];
     snprintf (command, sizeof command, "openssl dgst -sha256 -hmac '%s' < '%s'", key, path);
     char *line = s_run (command);
     //  "SHA2-256(stdin)= <hex>" (OpenSSL 3) or "(stdin)= <hex>" (1.1).
@@ -197,7 +197,7 @@ static char *s_openssl_hex (const char *key, const char *path)
 //  base64 HMAC-SHA256 of the file at path with key, computed by openssl + base64.
 static char *s_openssl_base64 (const char *key, const char *path)
 {
-    char command[1024];
+    char command[8192];
     snprintf (command, sizeof command,
               "openssl dgst -sha256 -hmac '%s' -binary < '%s' | base64 -w0; echo", key, path);
     return s_run (command);
@@ -206,7 +206,7 @@ static char *s_openssl_base64 (const char *key, const char *path)
 //  base64 of the bytes of text, computed by the base64 program.
 static char *s_shell_base64 (const char *text)
 {
-    char command[1024];
+    char command[8192];
     snprintf (command, sizeof command, "printf '%%s' '%s' | base64 -w0; echo", text);
     return s_run (command);
 }
