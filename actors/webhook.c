@@ -560,9 +560,10 @@ static int s_timer_cb (CURLM *multi, long timeout_ms, void *userp)
         zloop_timer_end (self->loop, self->curl_timer);
         self->curl_timer = -1;
     }
+    //  0 ms is curl's "act now": a zero-delay timer fires on the loop's next pass (a 1 ms
+    //  floor here added a millisecond to every step of every delivery).
     if (timeout_ms >= 0)
-        self->curl_timer = zloop_timer (self->loop, timeout_ms > 0 ? (size_t)timeout_ms : 1, 1,
-                                        s_on_curl_timer, self);
+        self->curl_timer = zloop_timer (self->loop, (size_t)timeout_ms, 1, s_on_curl_timer, self);
     return 0;
 }
 
