@@ -30,15 +30,7 @@ mc_env_t *mc_http_own_record (mc_http_req_t *req)
     mc_env_t env = MC__ENVELOPE__INIT;
     env.body_case = MC__ENVELOPE__BODY_REGISTRY_GET;
     env.registry_get = &get;
-    mc_env_t *reply =
-        mc_http_call (req, req->thread->registry, &env, (int)req->ctx->config->call_timeout_ms);
-    if (reply &&
-        (reply->status != MC__STATUS__STATUS_OK || reply->body_case != MC__ENVELOPE__BODY_MODULE)) {
-        mc_http_actor_error (req, reply);
-        mc_env_free (reply);
-        return NULL;
-    }
-    return reply;
+    return mc_http_ask (req, req->thread->registry, &env, MC__ENVELOPE__BODY_MODULE);
 }
 
 int mc_api_events_publish (mc_http_req_t *req)
@@ -62,21 +54,15 @@ int mc_api_events_publish (mc_http_req_t *req)
     env.body_case = MC__ENVELOPE__BODY_EVENT_PUBLISH;
     env.event_publish = &pub;
     mc_env_t *reply =
-        mc_http_call (req, req->thread->eventbus, &env, (int)req->ctx->config->call_timeout_ms);
+        mc_http_ask (req, req->thread->eventbus, &env, MC__ENVELOPE__BODY_EVENT_PUBLISHED);
     free (payload_json);
     json_decref (body);
     if (!reply)
-        return 504;
-    int status;
-    if (reply->status == MC__STATUS__STATUS_OK &&
-        reply->body_case == MC__ENVELOPE__BODY_EVENT_PUBLISHED)
-        status = mc_http_json (req, 201,
-                               json_pack ("{s:s, s:s, s:s}", "event_id",
-                                          reply->event_published->event_id, "type",
-                                          reply->event_published->type, "timestamp",
-                                          reply->event_published->timestamp));
-    else
-        status = mc_http_actor_error (req, reply);
+        return mc_http_status (req);
+    int status = mc_http_json (
+        req, 201,
+        json_pack ("{s:s, s:s, s:s}", "event_id", reply->event_published->event_id, "type",
+                   reply->event_published->type, "timestamp", reply->event_published->timestamp));
     mc_env_free (reply);
     return status;
 }
@@ -128,19 +114,17 @@ int mc_api_events_subscribe (mc_http_req_t *req)
     env.body_case = MC__ENVELOPE__BODY_EVENT_SUBSCRIBE;
     env.event_subscribe = &sub;
     mc_env_t *reply =
-        mc_http_call (req, req->thread->eventbus, &env, (int)req->ctx->config->call_timeout_ms);
+        mc_http_ask (req, req->thread->eventbus, &env, MC__ENVELOPE__BODY_EVENT_SUBSCRIPTIONS);
     mc_env_free (own);
     json_decref (body);
     if (!reply)
-        return 504;
-    int status;
-    if (reply->status == MC__STATUS__STATUS_OK &&
-        reply->body_case == MC__ENVELOPE__BODY_EVENT_SUBSCRIPTIONS &&
-        reply->event_subscriptions->n_subscriptions == 1)
-        status = mc_http_json (req, 201,
-                               s_subscription_json (reply->event_subscriptions->subscriptions[0]));
-    else
-        status = mc_http_actor_error (req, reply);
+        return mc_http_status (req);
+    if (reply->event_subscriptions->n_subscriptions != 1) {
+        mc_env_free (reply);
+        return mc_http_error (req, 500, "INTERNAL", "unexpected answer from the core");
+    }
+    int status =
+        mc_http_json (req, 201, s_subscription_json (reply->event_subscriptions->subscriptions[0]));
     mc_env_free (reply);
     return status;
 }
@@ -153,15 +137,11 @@ int mc_api_events_unsubscribe (mc_http_req_t *req)
     mc_env_t env = MC__ENVELOPE__INIT;
     env.body_case = MC__ENVELOPE__BODY_EVENT_UNSUBSCRIBE;
     env.event_unsubscribe = &unsub;
-    mc_env_t *reply =
-        mc_http_call (req, req->thread->eventbus, &env, (int)req->ctx->config->call_timeout_ms);
+    mc_env_t *reply = mc_http_ask (req, req->thread->eventbus, &env, MC__ENVELOPE__BODY__NOT_SET);
     if (!reply)
-        return 504;
-    int status = reply->status == MC__STATUS__STATUS_OK
-                     ? mc_http_send (req, 204, NULL, "application/json", "", 0)
-                     : mc_http_actor_error (req, reply);
+        return mc_http_status (req);
     mc_env_free (reply);
-    return status;
+    return mc_http_send (req, 204, NULL, "application/json", "", 0);
 }
 
 int mc_api_events_subscriptions (mc_http_req_t *req)
@@ -177,19 +157,14 @@ int mc_api_events_subscriptions (mc_http_req_t *req)
     env.body_case = MC__ENVELOPE__BODY_EVENT_SUBSCRIPTIONS;
     env.event_subscriptions = &query;
     mc_env_t *reply =
-        mc_http_call (req, req->thread->eventbus, &env, (int)req->ctx->config->call_timeout_ms);
+        mc_http_ask (req, req->thread->eventbus, &env, MC__ENVELOPE__BODY_EVENT_SUBSCRIPTIONS);
     if (!reply)
-        return 504;
-    int status;
-    if (reply->status == MC__STATUS__STATUS_OK &&
-        reply->body_case == MC__ENVELOPE__BODY_EVENT_SUBSCRIPTIONS) {
-        json_t *list = json_array ();
-        for (size_t i = 0; i < reply->event_subscriptions->n_subscriptions; i++)
-            json_array_append_new (
-                list, s_subscription_json (reply->event_subscriptions->subscriptions[i]));
-        status = mc_http_json (req, 200, json_pack ("{s:o}", "subscriptions", list));
-    } else
-        status = mc_http_actor_error (req, reply);
+        return mc_http_status (req);
+    json_t *list = json_array ();
+    for (size_t i = 0; i < reply->event_subscriptions->n_subscriptions; i++)
+        json_array_append_new (list,
+                               s_subscription_json (reply->event_subscriptions->subscriptions[i]));
+    int status = mc_http_json (req, 200, json_pack ("{s:o}", "subscriptions", list));
     mc_env_free (reply);
     return status;
 }
@@ -205,25 +180,19 @@ int mc_api_events_recent (mc_http_req_t *req)
     mc_env_t env = MC__ENVELOPE__INIT;
     env.body_case = MC__ENVELOPE__BODY_EVENT_RECENT;
     env.event_recent = &recent;
-    mc_env_t *reply =
-        mc_http_call (req, req->thread->eventbus, &env, (int)req->ctx->config->call_timeout_ms);
+    mc_env_t *reply = mc_http_ask (req, req->thread->eventbus, &env, MC__ENVELOPE__BODY_EVENT_LIST);
     if (!reply)
-        return 504;
-    int status;
-    if (reply->status == MC__STATUS__STATUS_OK &&
-        reply->body_case == MC__ENVELOPE__BODY_EVENT_LIST) {
-        json_t *events = json_array ();
-        for (size_t i = 0; i < reply->event_list->n_events; i++) {
-            Mc__Event *ev = reply->event_list->events[i];
-            json_t *event = json_loadb ((const char *)ev->json.data, ev->json.len, 0, NULL);
-            if (event) {
-                json_object_set_new (event, "seq", json_integer ((json_int_t)ev->seq));
-                json_array_append_new (events, event);
-            }
+        return mc_http_status (req);
+    json_t *events = json_array ();
+    for (size_t i = 0; i < reply->event_list->n_events; i++) {
+        Mc__Event *ev = reply->event_list->events[i];
+        json_t *event = json_loadb ((const char *)ev->json.data, ev->json.len, 0, NULL);
+        if (event) {
+            json_object_set_new (event, "seq", json_integer ((json_int_t)ev->seq));
+            json_array_append_new (events, event);
         }
-        status = mc_http_json (req, 200, json_pack ("{s:o}", "events", events));
-    } else
-        status = mc_http_actor_error (req, reply);
+    }
+    int status = mc_http_json (req, 200, json_pack ("{s:o}", "events", events));
     mc_env_free (reply);
     return status;
 }
@@ -285,18 +254,13 @@ int mc_api_events_deliveries (mc_http_req_t *req)
     env.body_case = MC__ENVELOPE__BODY_WEBHOOK_LIST;
     env.webhook_list = &query;
     mc_env_t *reply =
-        mc_http_call (req, req->thread->webhook, &env, (int)req->ctx->config->call_timeout_ms);
+        mc_http_ask (req, req->thread->webhook, &env, MC__ENVELOPE__BODY_DELIVERY_LIST);
     if (!reply)
-        return 504;
-    int status;
-    if (reply->status == MC__STATUS__STATUS_OK &&
-        reply->body_case == MC__ENVELOPE__BODY_DELIVERY_LIST) {
-        json_t *list = json_array ();
-        for (size_t i = 0; i < reply->delivery_list->n_deliveries; i++)
-            json_array_append_new (list, s_delivery_json (reply->delivery_list->deliveries[i]));
-        status = mc_http_json (req, 200, json_pack ("{s:o}", "deliveries", list));
-    } else
-        status = mc_http_actor_error (req, reply);
+        return mc_http_status (req);
+    json_t *list = json_array ();
+    for (size_t i = 0; i < reply->delivery_list->n_deliveries; i++)
+        json_array_append_new (list, s_delivery_json (reply->delivery_list->deliveries[i]));
+    int status = mc_http_json (req, 200, json_pack ("{s:o}", "deliveries", list));
     mc_env_free (reply);
     return status;
 }
@@ -309,15 +273,10 @@ int mc_api_events_retry (mc_http_req_t *req)
     mc_env_t env = MC__ENVELOPE__INIT;
     env.body_case = MC__ENVELOPE__BODY_WEBHOOK_RETRY;
     env.webhook_retry = &retry;
-    mc_env_t *reply =
-        mc_http_call (req, req->thread->webhook, &env, (int)req->ctx->config->call_timeout_ms);
+    mc_env_t *reply = mc_http_ask (req, req->thread->webhook, &env, MC__ENVELOPE__BODY_DELIVERY);
     if (!reply)
-        return 504;
-    int status;
-    if (reply->status == MC__STATUS__STATUS_OK && reply->body_case == MC__ENVELOPE__BODY_DELIVERY)
-        status = mc_http_json (req, 200, s_delivery_json (reply->delivery));
-    else
-        status = mc_http_actor_error (req, reply);
+        return mc_http_status (req);
+    int status = mc_http_json (req, 200, s_delivery_json (reply->delivery));
     mc_env_free (reply);
     return status;
 }

@@ -217,6 +217,29 @@ mc_env_t *mc_http_call (mc_http_req_t *req, zsock_t *actor, mc_env_t *env, int t
     return reply;
 }
 
+mc_env_t *mc_http_ask (mc_http_req_t *req, zsock_t *actor, mc_env_t *env,
+                       Mc__Envelope__BodyCase expect)
+{
+    mc_env_t *reply = mc_http_call (req, actor, env, (int)req->ctx->config->call_timeout_ms);
+    if (reply && reply->status != MC__STATUS__STATUS_OK) {
+        mc_http_actor_error (req, reply);
+        mc_env_free (reply);
+        return NULL;
+    }
+    if (reply && expect != MC__ENVELOPE__BODY__NOT_SET && reply->body_case != expect) {
+        mc_http_error (req, 500, "INTERNAL", "unexpected answer from the core");
+        mc_env_free (reply);
+        return NULL;
+    }
+    return reply;
+}
+
+//  The status already sent for req (after a helper answered it).
+int mc_http_status (mc_http_req_t *req)
+{
+    return req->status_out ? *req->status_out : 0;
+}
+
 char *mc_http_read_body (mc_http_req_t *req, size_t max, size_t *len)
 {
     long long declared = req->info->content_length;

@@ -90,6 +90,15 @@ int mc_http_actor_error (mc_http_req_t *req, const mc_env_t *reply);
 //  Calls an actor over this thread's socket; on no reply sends 504 and returns NULL.
 mc_env_t *mc_http_call (mc_http_req_t *req, zsock_t *actor, mc_env_t *env, int timeout_ms);
 
+//  Calls an actor with the default timeout. Returns the reply when it is OK and (unless
+//  expect is MC__ENVELOPE__BODY__NOT_SET) carries that body; otherwise sends the answer
+//  (504, the actor's error, or 500) and returns NULL. Caller frees with mc_env_free.
+mc_env_t *mc_http_ask (mc_http_req_t *req, zsock_t *actor, mc_env_t *env,
+                       Mc__Envelope__BodyCase expect);
+
+//  The status already sent for this request (after a helper answered it), or 0.
+int mc_http_status (mc_http_req_t *req);
+
 //  Reads the whole body into memory, at most max bytes. Returns a malloc'd NUL-terminated
 //  buffer (caller frees) and its length, or NULL after sending 413/400.
 char *mc_http_read_body (mc_http_req_t *req, size_t max, size_t *len);
