@@ -107,26 +107,20 @@ int mc_api_modules_list (mc_http_req_t *req)
     env.body_case = MC__ENVELOPE__BODY_REGISTRY_LIST;
     env.registry_list = &list;
     mc_env_t *reply =
-        mc_http_call (req, req->thread->registry, &env, (int)req->ctx->config->call_timeout_ms);
+        mc_http_ask (req, req->thread->registry, &env, MC__ENVELOPE__BODY_MODULE_LIST);
     if (!reply)
-        return 504;
-    int status;
-    if (reply->status != MC__STATUS__STATUS_OK ||
-        reply->body_case != MC__ENVELOPE__BODY_MODULE_LIST)
-        status = mc_http_actor_error (req, reply);
-    else {
-        json_t *modules = json_array ();
-        json_t *usage = mc_http_usage (req, NULL);
-        for (size_t i = 0; i < reply->module_list->n_modules; i++) {
-            const Mc__ModuleRecord *rec = reply->module_list->modules[i];
-            json_t *record = mc_http_record_json (rec);
-            json_t *mine = json_object_get (usage, rec->name);
-            json_object_set (record, "usage", mine ? mine : json_null ());
-            json_array_append_new (modules, record);
-        }
-        json_decref (usage);
-        status = mc_http_json (req, 200, json_pack ("{s:o}", "modules", modules));
+        return mc_http_status (req);
+    json_t *modules = json_array ();
+    json_t *usage = mc_http_usage (req, NULL);
+    for (size_t i = 0; i < reply->module_list->n_modules; i++) {
+        const Mc__ModuleRecord *rec = reply->module_list->modules[i];
+        json_t *record = mc_http_record_json (rec);
+        json_t *mine = json_object_get (usage, rec->name);
+        json_object_set (record, "usage", mine ? mine : json_null ());
+        json_array_append_new (modules, record);
     }
+    json_decref (usage);
+    int status = mc_http_json (req, 200, json_pack ("{s:o}", "modules", modules));
     mc_env_free (reply);
     return status;
 }
@@ -414,15 +408,9 @@ int mc_api_modules_ui_token (mc_http_req_t *req)
     mc_env_t env = MC__ENVELOPE__INIT;
     env.body_case = MC__ENVELOPE__BODY_REGISTRY_GET;
     env.registry_get = &get;
-    mc_env_t *reply =
-        mc_http_call (req, req->thread->registry, &env, (int)req->ctx->config->call_timeout_ms);
+    mc_env_t *reply = mc_http_ask (req, req->thread->registry, &env, MC__ENVELOPE__BODY_MODULE);
     if (!reply)
-        return 504;
-    if (reply->status != MC__STATUS__STATUS_OK) {
-        int status = mc_http_actor_error (req, reply);
-        mc_env_free (reply);
-        return status;
-    }
+        return mc_http_status (req);
     mc_env_free (reply);
     char principal[160], suffix[9];
     uint8_t raw[4];
@@ -438,20 +426,15 @@ int mc_api_modules_ui_token (mc_http_req_t *req)
     mc_env_t ask = MC__ENVELOPE__INIT;
     ask.body_case = MC__ENVELOPE__BODY_AUTH_ISSUE;
     ask.auth_issue = &issue;
-    reply = mc_http_call (req, req->thread->auth, &ask, (int)req->ctx->config->call_timeout_ms);
+    reply = mc_http_ask (req, req->thread->auth, &ask, MC__ENVELOPE__BODY_AUTH_ISSUED);
     if (!reply)
-        return 504;
-    int status;
-    if (reply->status == MC__STATUS__STATUS_OK &&
-        reply->body_case == MC__ENVELOPE__BODY_AUTH_ISSUED) {
-        char when[32];
-        mc_time_iso (expires, when, sizeof when);
-        status =
-            mc_http_json (req, 201,
-                          json_pack ("{s:s, s:s, s:s, s:i}", "ui_token", reply->auth_issued->token,
-                                     "module", req->params[0], "expires_at", when, "ttl", 3600));
-    } else
-        status = mc_http_actor_error (req, reply);
+        return mc_http_status (req);
+    char when[32];
+    mc_time_iso (expires, when, sizeof when);
+    int status =
+        mc_http_json (req, 201,
+                      json_pack ("{s:s, s:s, s:s, s:i}", "ui_token", reply->auth_issued->token,
+                                 "module", req->params[0], "expires_at", when, "ttl", 3600));
     mc_env_free (reply);
     return status;
 }

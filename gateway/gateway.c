@@ -218,15 +218,19 @@ int mc_gateway_dispatch (mc_http_req_t *req)
     return status;
 }
 
+//  The request a civetweb handler serves: its connection, headers, context, sockets.
+static mc_http_req_t s_request (struct mg_connection *conn, mc_gateway_t *self)
+{
+    return (mc_http_req_t){.conn = conn,
+                           .info = mg_get_request_info (conn),
+                           .ctx = self->ctx,
+                           .thread = mg_get_thread_pointer (conn)};
+}
+
 //  civetweb's handler for /api/v1: one HTTP request on a worker thread.
 static int s_dispatch (struct mg_connection *conn, void *cbdata)
 {
-    mc_gateway_t *self = cbdata;
-    mc_http_req_t req = {0};
-    req.conn = conn;
-    req.info = mg_get_request_info (conn);
-    req.ctx = self->ctx;
-    req.thread = mg_get_thread_pointer (conn);
+    mc_http_req_t req = s_request (conn, cbdata);
     mc_gateway_dispatch (&req);
     return 1;
 }
@@ -236,11 +240,7 @@ static int s_dispatch (struct mg_connection *conn, void *cbdata)
 static int s_metrics (struct mg_connection *conn, void *cbdata)
 {
     mc_gateway_t *self = cbdata;
-    mc_http_req_t req = {0};
-    req.conn = conn;
-    req.info = mg_get_request_info (conn);
-    req.ctx = self->ctx;
-    req.thread = mg_get_thread_pointer (conn);
+    mc_http_req_t req = s_request (conn, self);
     bool open = self->ctx->config->metrics_loopback_open &&
                 strcmp (req.info->remote_addr, "127.0.0.1") == 0;
     if (strcmp (req.info->request_method, "GET") != 0)
@@ -285,8 +285,7 @@ static int s_metrics (struct mg_connection *conn, void *cbdata)
 //  The whole site outside /api/v1 (no dashboard yet): JSON 404s, never civetweb's HTML.
 static int s_not_found (struct mg_connection *conn, void *cbdata)
 {
-    mc_gateway_t *self = cbdata;
-    mc_http_req_t req = {.conn = conn, .info = mg_get_request_info (conn), .ctx = self->ctx};
+    mc_http_req_t req = s_request (conn, cbdata);
     return mc_http_error (&req, 404, "NOT_FOUND", "nothing here; the API is under /api/v1");
 }
 
