@@ -5,9 +5,16 @@
     and the same is kept in memory. Every change is written with sync before it is
     acknowledged, then announced as a core event (device.registered,
     device.state_changed {device_id, old_state, new_state, changed_by},
-    device.removed), which the bus queues durably like any other. */
+    device.removed), which the bus queues durably like any other.
+
+    Reads are not messages: after every change, before it answers, the actor publishes
+    an immutable view (core/snapshot.h) that the gateway and the native transport read
+    in their own threads: each device's compact JSON text, sorted by id, shared between
+    successive views (a change renders one text and copies the array of pointers; the
+    list body is rendered once per view, by its first reader). */
 #include "actors/devices.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include "core/actor.h"
@@ -18,12 +25,177 @@
 
 #define MAX_DEVICES 100000
 
+//  One device's JSON as published: immutable, shared by every view that holds it.
 typedef struct {
-    mc_context_t *ctx; // shared context
-    zsock_t *router;   // inproc://modcore.devices
-    zsock_t *eventbus; // DEALER: device events
-    zhashx_t *devices; // id -> json_t * (owned)
+    mc_shared_t shared; // first: the reference count
+    size_t len;         // of text
+    char id[40];        // device_id
+    char text[];        // compact JSON
+} device_text_t;
+
+struct mc_devices_view_t {
+    mc_shared_t shared;     // first: the reference count
+    pthread_mutex_t lock;   // guards list while it is rendered
+    char *list;             // {"devices":[...]}, or NULL until first asked for
+    size_t list_len;        // its length
+    size_t count;           // devices
+    device_text_t *items[]; // sorted by id, one reference each
+};
+
+typedef struct {
+    mc_context_t *ctx;      // shared context
+    zsock_t *router;        // inproc://modcore.devices
+    zsock_t *eventbus;      // DEALER: device events
+    zhashx_t *devices;      // id -> json_t * (owned)
+    device_text_t **items;  // the published texts, sorted by id (one reference each)
+    size_t count, capacity; // of items
 } self_t;
+
+//  --- the published view ------------------------------------------------------------
+
+static void s_text_destroy (mc_shared_t *shared)
+{
+    free (shared);
+}
+
+static void s_view_destroy (mc_shared_t *shared)
+{
+    mc_devices_view_t *view = (mc_devices_view_t *)shared;
+    for (size_t i = 0; i < view->count; i++)
+        mc_shared_release (&view->items[i]->shared);
+    pthread_mutex_destroy (&view->lock);
+    free (view->list);
+    free (view);
+}
+
+//  Index of id in a sorted array of n texts, or where it would go (*found false).
+static size_t s_search (device_text_t *const *items, size_t n, const char *id, bool *found)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = strcmp (items[mid]->id, id);
+        if (cmp == 0) {
+            *found = true;
+            return mid;
+        }
+        if (cmp < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+mc_devices_view_t *mc_devices_view_acquire (mc_slot_t *slot)
+{
+    return (mc_devices_view_t *)mc_slot_acquire (slot);
+}
+
+void mc_devices_view_release (mc_devices_view_t **self_p)
+{
+    if (*self_p)
+        mc_shared_release (&(*self_p)->shared);
+    *self_p = NULL;
+}
+
+const char *mc_devices_view_list (mc_devices_view_t *self, size_t *len)
+{
+    pthread_mutex_lock (&self->lock);
+    if (!self->list) {
+        static const char head[] = "{\"devices\":[", tail[] = "]}";
+        size_t total = sizeof head - 1 + sizeof tail;
+        for (size_t i = 0; i < self->count; i++)
+            total += self->items[i]->len + 1;
+        char *list = malloc (total), *at = list;
+        assert (list);
+        at = memcpy (at, head, sizeof head - 1) + (sizeof head - 1);
+        for (size_t i = 0; i < self->count; i++) {
+            if (i > 0)
+                *at++ = ',';
+            at = memcpy (at, self->items[i]->text, self->items[i]->len) + self->items[i]->len;
+        }
+        at = memcpy (at, tail, sizeof tail - 1) + (sizeof tail - 1);
+        *at = 0;
+        self->list_len = (size_t)(at - list);
+        self->list = list;
+    }
+    pthread_mutex_unlock (&self->lock);
+    *len = self->list_len;
+    return self->list;
+}
+
+const char *mc_devices_view_get (mc_devices_view_t *self, const char *id, size_t *len)
+{
+    bool found;
+    size_t at = s_search (self->items, self->count, id, &found);
+    if (!found)
+        return NULL;
+    *len = self->items[at]->len;
+    return self->items[at]->text;
+}
+
+size_t mc_devices_view_count (mc_devices_view_t *self)
+{
+    return self->count;
+}
+
+//  Publishes the current texts as a new view (before the change is acknowledged).
+static void s_publish (self_t *self)
+{
+    mc_devices_view_t *view = calloc (1, sizeof *view + self->count * sizeof view->items[0]);
+    assert (view);
+    mc_shared_init (&view->shared, s_view_destroy);
+    pthread_mutex_init (&view->lock, NULL);
+    view->count = self->count;
+    for (size_t i = 0; i < self->count; i++)
+        view->items[i] = (device_text_t *)mc_shared_ref (&self->items[i]->shared);
+    mc_slot_publish (self->ctx->devices_view, &view->shared);
+}
+
+//  Sets the published text of a device (added or replaced) from its JSON.
+static void s_text_put (self_t *self, const char *id, json_t *device)
+{
+    char *json = json_dumps (device, JSON_COMPACT);
+    assert (json);
+    size_t len = strlen (json);
+    device_text_t *text = malloc (sizeof *text + len + 1);
+    assert (text);
+    mc_shared_init (&text->shared, s_text_destroy);
+    text->len = len;
+    snprintf (text->id, sizeof text->id, "%s", id);
+    memcpy (text->text, json, len + 1);
+    free (json);
+    bool found;
+    size_t at = s_search (self->items, self->count, text->id, &found);
+    if (found) {
+        mc_shared_release (&self->items[at]->shared);
+        self->items[at] = text;
+        return;
+    }
+    if (self->count == self->capacity) {
+        self->capacity = self->capacity ? self->capacity * 2 : 64;
+        self->items = realloc (self->items, self->capacity * sizeof *self->items);
+        assert (self->items);
+    }
+    memmove (self->items + at + 1, self->items + at, (self->count - at) * sizeof *self->items);
+    self->items[at] = text;
+    self->count++;
+}
+
+static void s_text_remove (self_t *self, const char *id)
+{
+    bool found;
+    size_t at = s_search (self->items, self->count, id, &found);
+    if (!found)
+        return;
+    mc_shared_release (&self->items[at]->shared);
+    memmove (self->items + at, self->items + at + 1, (self->count - at - 1) * sizeof *self->items);
+    self->count--;
+}
+
+//  --- requests --------------------------------------------------------------------------
 
 const char *mc_device_validate (json_t *body)
 {
@@ -132,27 +304,11 @@ static void s_create (self_t *self, mc_request_t *req)
         return;
     }
     zhashx_insert (self->devices, id, device);
+    s_text_put (self, id, device);
+    s_publish (self);
     s_reply_devices (self, req, &device, 1);
     mc_publish_core_event (self->eventbus, "device.registered",
                            json_pack ("{s:s, s:O}", "device_id", id, "device", device));
-}
-
-static int s_cmp (const void *a, const void *b)
-{
-    json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-    return strcmp (json_string_value (json_object_get (x, "device_id")),
-                   json_string_value (json_object_get (y, "device_id")));
-}
-
-static void s_list (self_t *self, mc_request_t *req)
-{
-    size_t n = zhashx_size (self->devices), i = 0;
-    json_t **all = calloc (n + 1, sizeof *all);
-    for (json_t *d = zhashx_first (self->devices); d; d = zhashx_next (self->devices))
-        all[i++] = d;
-    qsort (all, n, sizeof *all, s_cmp);
-    s_reply_devices (self, req, all, n);
-    free (all);
 }
 
 static void s_set_state (self_t *self, mc_request_t *req)
@@ -184,6 +340,8 @@ static void s_set_state (self_t *self, mc_request_t *req)
         json_decref (updated);
     } else {
         zhashx_update (self->devices, set->device_id, updated);
+        s_text_put (self, set->device_id, updated);
+        s_publish (self);
         s_reply_devices (self, req, &updated, 1);
         mc_publish_core_event (
             self->eventbus, "device.state_changed",
@@ -211,6 +369,8 @@ static void s_delete (self_t *self, mc_request_t *req)
     }
     char *copy = strdup (id);
     zhashx_delete (self->devices, id);
+    s_text_remove (self, copy);
+    s_publish (self);
     mc_env_t reply = MC__ENVELOPE__INIT;
     mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
     const char *by = req->env->device_delete->deleted_by;
@@ -228,18 +388,6 @@ static void s_on_request (self_t *self)
     switch (req->env->body_case) {
         case MC__ENVELOPE__BODY_DEVICE_CREATE:
             s_create (self, req);
-            break;
-        case MC__ENVELOPE__BODY_DEVICE_GET: {
-            const char *id = req->env->device_get->device_id;
-            json_t *device = id ? zhashx_lookup (self->devices, id) : NULL;
-            if (device)
-                s_reply_devices (self, req, &device, 1);
-            else
-                s_not_found (self, req, id);
-            break;
-        }
-        case MC__ENVELOPE__BODY_DEVICE_LIST:
-            s_list (self, req);
             break;
         case MC__ENVELOPE__BODY_DEVICE_SET_STATE:
             s_set_state (self, req);
@@ -272,6 +420,7 @@ static int s_load_one (const char *key, size_t klen, const void *value, size_t v
         return 0;
     }
     zhashx_insert (self->devices, id, device);
+    s_text_put (self, id, device);
     return 0;
 }
 
@@ -286,11 +435,16 @@ void mc_devices_actor (zsock_t *pipe, void *args)
     zhashx_set_destructor (self->devices, s_json_free);
     bool ok = self->router && self->eventbus &&
               mc_store_scan (self->ctx->store, "dev/", s_load_one, self) == 0;
+    if (ok)
+        s_publish (self);
     if (mc_actor_ready (pipe, ok ? 0 : -1) == 0) {
         zsys_info ("devices: %zu devices loaded", zhashx_size (self->devices));
         mc_actor_serve (pipe, self->router, s_on_request_cb, self);
     }
     zhashx_destroy (&self->devices);
+    for (size_t i = 0; i < self->count; i++)
+        mc_shared_release (&self->items[i]->shared);
+    free (self->items);
     zsock_destroy (&self->router);
     zsock_destroy (&self->eventbus);
     free (self);

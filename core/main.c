@@ -152,6 +152,7 @@ int main (int argc, char **argv)
         return 1;
     }
     ctx.authtab = mc_authtab_new (config->rate_limit, config->rate_burst);
+    ctx.devices_view = mc_slot_new ();
 
     int rc = 1;
     zactor_t *auth = NULL, *webhook = NULL, *eventbus = NULL, *devices = NULL, *storage = NULL,
@@ -196,6 +197,7 @@ int main (int argc, char **argv)
     zactor_destroy (&webhook);
     zactor_destroy (&auth);
     mc_authtab_destroy (&ctx.authtab);
+    mc_slot_destroy (&ctx.devices_view);
     mc_store_close (&ctx.store);
     sodium_memzero (ctx.seal_key, sizeof ctx.seal_key);
     mc_config_destroy (&config);

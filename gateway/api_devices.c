@@ -1,11 +1,11 @@
-/*  /api/v1/devices: the Selena device registry, answered by the devices actor. */
+/*  /api/v1/devices: the Selena device registry, owned by the devices actor. */
 #include <string.h>
 
 #include "actors/devices.h"
 #include "gateway/http.h"
 
-//  Sends the single device of a reply (status ok_status) or the reply's error.
-static int s_answer (mc_http_req_t *req, mc_env_t *reply, int ok_status, bool list)
+//  Sends the device of a reply (status ok_status) or the reply's error.
+static int s_answer (mc_http_req_t *req, mc_env_t *reply, int ok_status)
 {
     int status;
     if (reply->status != MC__STATUS__STATUS_OK)
@@ -13,44 +13,57 @@ static int s_answer (mc_http_req_t *req, mc_env_t *reply, int ok_status, bool li
     else if (ok_status == 204)
         status = mc_http_send (req, 204, NULL, "application/json", "", 0);
     else if (reply->body_case != MC__ENVELOPE__BODY_DEVICE_JSON ||
-             (!list && reply->device_json->n_devices != 1))
+             reply->device_json->n_devices != 1)
         status = mc_http_error (req, 500, "INTERNAL", "unexpected answer from devices");
-    else if (list) {
-        json_t *devices = json_array ();
-        for (size_t i = 0; i < reply->device_json->n_devices; i++)
-            json_array_append_new (devices, json_loads (reply->device_json->devices[i], 0, NULL));
-        status = mc_http_json (req, 200, json_pack ("{s:o}", "devices", devices));
-    } else
+    else
         status =
             mc_http_json (req, ok_status, json_loads (reply->device_json->devices[0], 0, NULL));
     mc_env_free (reply);
     return status;
 }
 
-static int s_call (mc_http_req_t *req, mc_env_t *env, int ok_status, bool list)
+//  Changes go to the devices actor, which answers once they are durable.
+static int s_call (mc_http_req_t *req, mc_env_t *env, int ok_status)
 {
     mc_env_t *reply =
         mc_http_call (req, req->thread->devices, env, (int)req->ctx->config->call_timeout_ms);
-    return reply ? s_answer (req, reply, ok_status, list) : 504;
+    return reply ? s_answer (req, reply, ok_status) : 504;
+}
+
+//  Reads are answered here, in the calling thread, from the view the actor published
+//  after its last change (actors/devices.h): no hop.
+static mc_devices_view_t *s_view (mc_http_req_t *req)
+{
+    mc_devices_view_t *view = mc_devices_view_acquire (req->ctx->devices_view);
+    if (!view)
+        mc_http_error (req, 503, "UNAVAILABLE", "the device registry is not loaded yet");
+    return view;
 }
 
 int mc_api_devices_list (mc_http_req_t *req)
 {
-    Mc__DeviceList list = MC__DEVICE_LIST__INIT;
-    mc_env_t env = MC__ENVELOPE__INIT;
-    env.body_case = MC__ENVELOPE__BODY_DEVICE_LIST;
-    env.device_list = &list;
-    return s_call (req, &env, 200, true);
+    mc_devices_view_t *view = s_view (req);
+    if (!view)
+        return 503;
+    size_t len;
+    const char *list = mc_devices_view_list (view, &len);
+    int status = mc_http_send (req, 200, NULL, "application/json", list, len);
+    mc_devices_view_release (&view);
+    return status;
 }
 
 int mc_api_devices_get (mc_http_req_t *req)
 {
-    Mc__DeviceGet get = MC__DEVICE_GET__INIT;
-    get.device_id = req->params[0];
-    mc_env_t env = MC__ENVELOPE__INIT;
-    env.body_case = MC__ENVELOPE__BODY_DEVICE_GET;
-    env.device_get = &get;
-    return s_call (req, &env, 200, false);
+    mc_devices_view_t *view = s_view (req);
+    if (!view)
+        return 503;
+    size_t len = 0;
+    const char *device = mc_devices_view_get (view, req->params[0], &len);
+    int status = device
+                     ? mc_http_send (req, 200, NULL, "application/json", device, len)
+                     : mc_http_error (req, 404, "DEVICE_NOT_FOUND", "no device %s", req->params[0]);
+    mc_devices_view_release (&view);
+    return status;
 }
 
 int mc_api_devices_create (mc_http_req_t *req)
@@ -71,7 +84,7 @@ int mc_api_devices_create (mc_http_req_t *req)
     mc_env_t env = MC__ENVELOPE__INIT;
     env.body_case = MC__ENVELOPE__BODY_DEVICE_CREATE;
     env.device_create = &create;
-    int status = s_call (req, &env, 201, false);
+    int status = s_call (req, &env, 201);
     free (json);
     return status;
 }
@@ -95,7 +108,7 @@ int mc_api_devices_state (mc_http_req_t *req)
     mc_env_t env = MC__ENVELOPE__INIT;
     env.body_case = MC__ENVELOPE__BODY_DEVICE_SET_STATE;
     env.device_set_state = &set;
-    int status = s_call (req, &env, 200, false);
+    int status = s_call (req, &env, 200);
     free (json);
     return status;
 }
@@ -119,5 +132,5 @@ int mc_api_devices_delete (mc_http_req_t *req)
     mc_env_t env = MC__ENVELOPE__INIT;
     env.body_case = MC__ENVELOPE__BODY_DEVICE_DELETE;
     env.device_delete = &del;
-    return s_call (req, &env, 204, false);
+    return s_call (req, &env, 204);
 }

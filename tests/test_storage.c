@@ -356,10 +356,10 @@ static void test_bad_requests (void)
     CU_ASSERT_STRING_EQUAL (reply->error, "INVALID_PREFIX");
     mc_env_free (reply);
     //  A message that is not storage's.
-    Mc__DeviceList list = MC__DEVICE_LIST__INIT;
+    Mc__DeviceDelete del = MC__DEVICE_DELETE__INIT;
     mc_env_t req = MC__ENVELOPE__INIT;
-    req.body_case = MC__ENVELOPE__BODY_DEVICE_LIST;
-    req.device_list = &list;
+    req.body_case = MC__ENVELOPE__BODY_DEVICE_DELETE;
+    req.device_delete = &del;
     reply = s_call (&f, &req);
     CU_ASSERT_EQUAL (reply->status, MC__STATUS__STATUS_BAD_REQUEST);
     CU_ASSERT_STRING_EQUAL (reply->error, "UNSUPPORTED");
