@@ -8,12 +8,15 @@
     like any call); afterwards every frame re-checks that the token still exists, so an
     uninstalled module's session ends at its next frame.
 
-    REQUESTs are not served here: they go, with the session's token, to a pool of worker
-    threads over inproc://modcore.sdk.work (a DEALER load-balances them), and each worker
-    runs the very same route table and handlers as the HTTP gateway
+    REQUESTs run the very same route table and handlers as the HTTP gateway
     (mc_gateway_dispatch) with the response captured instead of written to a socket:
-    same permissions, same rate-limit bucket, same JSON. Workers answer through the
-    same pipe; this loop forwards the RESPONSE to the module.
+    same permissions, same rate-limit bucket, same JSON. A request the route table
+    answers without waiting on an actor (reads from a published view, and every refusal
+    before a handler runs: 401, 404, 405) is served right here, in this loop: one thread
+    and no hop, as a raw ZeroMQ server would. Every other request goes, with the
+    session's token, to a pool of worker threads over inproc://modcore.sdk.work (a
+    DEALER load-balances them), so that a slow actor never stalls the loop; workers
+    answer through the same pipe and this loop forwards the RESPONSE to the module.
 
     Pushes: the webhook actor sends SdkPush for deliveries whose URL is "native:"; the
     EVENT goes to the module's most recent session and the webhook actor gets its reply
@@ -63,27 +66,31 @@ typedef struct {
 } pending_t;
 
 typedef struct {
-    mc_context_t *ctx;     // shared context
-    zsock_t *frontends[2]; // ROUTERs modules connect to: ipc, tcp (or NULL)
-    zsock_t *router;       // inproc://modcore.sdk: pushes and invocations
-    zsock_t *work;         // DEALER to the worker pool
-    zactor_t **workers;    // the pool
-    int worker_count;      // its size
-    zhashx_t *sessions;    // key -> session_t *
-    zhashx_t *latest;      // module -> session key (the most recent HELLO)
-    zhashx_t *pending;     // frame id (string) -> pending_t *
-    uint64_t next_id;      // ids of frames the core sends
-    zcert_t *cert;         // CURVE server certificate (tcp), or NULL
-    bool terminated;       // $TERM
+    mc_context_t *ctx;        // shared context
+    zsock_t *frontends[2];    // ROUTERs modules connect to: ipc, tcp (or NULL)
+    zsock_t *router;          // inproc://modcore.sdk: pushes and invocations
+    zsock_t *work;            // DEALER to the worker pool
+    mc_http_thread_t *thread; // sockets for requests served in this loop
+    zactor_t **workers;       // the pool
+    int worker_count;         // its size
+    zhashx_t *sessions;       // key -> session_t *
+    zhashx_t *latest;         // module -> session key (the most recent HELLO)
+    zhashx_t *pending;        // frame id (string) -> pending_t *
+    uint64_t next_id;         // ids of frames the core sends
+    zcert_t *cert;            // CURVE server certificate (tcp), or NULL
+    bool terminated;          // $TERM
 } self_t;
+
+static zframe_t *s_serve (mc_context_t *ctx, mc_http_thread_t *thread, const char *token,
+                          frame_t *frame);
 
 //  --- frames ----------------------------------------------------------------------
 
-static int s_send_frame (self_t *self, session_t *session, frame_t *frame)
+//  Sends an encoded frame to the session's module (*data_p is taken).
+static int s_send_data (self_t *self, session_t *session, zframe_t **data_p)
 {
-    size_t len = mc__sdk__frame__get_packed_size (frame);
-    zframe_t *data = zframe_new (NULL, len);
-    mc__sdk__frame__pack (frame, zframe_data (data));
+    zframe_t *data = *data_p;
+    *data_p = NULL;
     zframe_t *id = zframe_dup (session->routing_id);
     zsock_t *out = self->frontends[session->endpoint];
     int rc = zframe_send (&id, out, ZFRAME_MORE);
@@ -93,6 +100,14 @@ static int s_send_frame (self_t *self, session_t *session, frame_t *frame)
     zframe_destroy (&data);
     session->last_sent = zclock_mono ();
     return rc;
+}
+
+static int s_send_frame (self_t *self, session_t *session, frame_t *frame)
+{
+    size_t len = mc__sdk__frame__get_packed_size (frame);
+    zframe_t *data = zframe_new (NULL, len);
+    mc__sdk__frame__pack (frame, zframe_data (data));
+    return s_send_data (self, session, &data);
 }
 
 //  Sends ERROR to a routing id that may have no session.
@@ -296,9 +311,16 @@ static int s_on_frontend (self_t *self, int endpoint)
     } else {
         session->last_recv = zclock_mono ();
         switch (frame->body_case) {
-            case MC__SDK__FRAME__BODY_REQUEST:
-                s_forward_request (self, session, raw);
+            case MC__SDK__FRAME__BODY_REQUEST: {
+                Mc__Sdk__Request *request = frame->request;
+                if (request->method && request->path &&
+                    mc_gateway_answers_here (request->method, request->path)) {
+                    zframe_t *answer = s_serve (self->ctx, self->thread, session->token, frame);
+                    s_send_data (self, session, &answer);
+                } else
+                    s_forward_request (self, session, raw);
                 break;
+            }
             case MC__SDK__FRAME__BODY_PING: {
                 Mc__Sdk__Pong pong = MC__SDK__PONG__INIT;
                 frame_t reply = MC__SDK__FRAME__INIT;
@@ -353,11 +375,8 @@ static void s_on_work_reply (self_t *self)
     char key[64];
     s_session_key (routing_id, endpoint, key, sizeof key);
     session_t *session = zhashx_lookup (self->sessions, key);
-    if (session) {
-        zframe_send (&routing_id, self->frontends[endpoint], ZFRAME_MORE);
-        zframe_send (&data, self->frontends[endpoint], 0);
-        session->last_sent = zclock_mono ();
-    }
+    if (session)
+        s_send_data (self, session, &data);
     zframe_destroy (&routing_id);
     zframe_destroy (&data);
     zmsg_destroy (&msg);
@@ -475,9 +494,8 @@ static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
 
 //  Runs one REQUEST frame exactly as the HTTP request would run; returns the RESPONSE.
 static zframe_t *s_serve (mc_context_t *ctx, mc_http_thread_t *thread, const char *token,
-                          zframe_t *raw)
+                          frame_t *frame)
 {
-    frame_t *frame = mc__sdk__frame__unpack (NULL, zframe_size (raw), zframe_data (raw));
     Mc__Sdk__Response response = MC__SDK__RESPONSE__INIT;
     mc_http_capture_t capture = {0};
     static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
@@ -535,8 +553,6 @@ static zframe_t *s_serve (mc_context_t *ctx, mc_http_thread_t *thread, const cha
     zframe_t *out = zframe_new (NULL, len);
     mc__sdk__frame__pack (&reply, zframe_data (out));
     free (capture.body);
-    if (frame)
-        mc__sdk__frame__free_unpacked (frame, NULL);
     return out;
 }
 
@@ -560,7 +576,10 @@ static void s_worker (zsock_t *pipe, void *args)
         zframe_t *routing_id = zmsg_pop (msg);
         char *token = zmsg_popstr (msg);
         zframe_t *raw = zmsg_pop (msg);
-        zframe_t *answer = s_serve (ctx, thread, token, raw);
+        frame_t *frame = mc__sdk__frame__unpack (NULL, zframe_size (raw), zframe_data (raw));
+        zframe_t *answer = s_serve (ctx, thread, token, frame);
+        if (frame)
+            mc__sdk__frame__free_unpacked (frame, NULL);
         zmsg_t *reply = zmsg_new ();
         zmsg_append (reply, &endpoint);
         zmsg_append (reply, &routing_id);
@@ -578,14 +597,26 @@ static void s_worker (zsock_t *pipe, void *args)
 
 //  --- the actor -------------------------------------------------------------------------
 
+//  Serves the messages waiting on a frontend, up to a batch: one poll for many
+//  messages under load, and the other sockets still get their turn.
+static int s_on_frontend_batch (self_t *self, int endpoint)
+{
+    for (int i = 0; i < 64; i++) {
+        s_on_frontend (self, endpoint);
+        if (!(zsock_events (self->frontends[endpoint]) & ZMQ_POLLIN))
+            break;
+    }
+    return 0;
+}
+
 static int s_on_ipc (zloop_t *loop, zsock_t *reader, void *arg)
 {
-    return s_on_frontend (arg, 0);
+    return s_on_frontend_batch (arg, 0);
 }
 
 static int s_on_tcp (zloop_t *loop, zsock_t *reader, void *arg)
 {
-    return s_on_frontend (arg, 1);
+    return s_on_frontend_batch (arg, 1);
 }
 
 static int s_on_work (zloop_t *loop, zsock_t *reader, void *arg)
@@ -661,6 +692,7 @@ void mc_sdk_actor (zsock_t *pipe, void *args)
     zhashx_set_destructor (self->pending, s_pending_free);
     self->router = mc_actor_bind ("sdk");
     self->work = zsock_new_dealer ("@" WORK_ENDPOINT);
+    self->thread = mc_http_thread_new ();
     self->frontends[0] = s_bind_frontend (cfg->sdk_endpoint, NULL);
     if (cfg->sdk_tcp_endpoint) {
         self->cert = s_load_cert (cfg);
@@ -709,6 +741,7 @@ void mc_sdk_actor (zsock_t *pipe, void *args)
     zsock_destroy (&self->frontends[0]);
     zsock_destroy (&self->frontends[1]);
     zsock_destroy (&self->work);
+    mc_http_thread_destroy (&self->thread);
     zsock_destroy (&self->router);
     zcert_destroy (&self->cert);
     free (self);
