@@ -1,5 +1,7 @@
 #include "core/actor.h"
 
+#include <pthread.h>
+
 #include "core/metrics.h"
 #include "core/ratelimit.h"
 
@@ -33,6 +35,9 @@ zsock_t *mc_actor_bind (const char *actor)
     //  Replies to a client that went away are dropped, never block the actor.
     zsock_set_router_mandatory (sock, 0);
     mc_metrics_set_thread_actor (actor); // this thread is that actor
+    char name[16];                       // what top -H and perf show for the thread
+    snprintf (name, sizeof name, "mc-%s", actor);
+    pthread_setname_np (pthread_self (), name);
     //  An inproc endpoint is released asynchronously when its last socket closes: an
     //  actor restarted at once (tests) may find it still taken for a moment.
     int rc = -1;

@@ -30,6 +30,7 @@
 #include "gateway/sdk.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -560,6 +561,7 @@ static void s_worker (zsock_t *pipe, void *args)
 {
     mc_context_t *ctx = args;
     zsock_t *work = zsock_new_dealer (">" WORK_ENDPOINT);
+    pthread_setname_np (pthread_self (), "mc-sdk-worker");
     mc_http_thread_t *thread = mc_http_thread_new ();
     zsock_signal (pipe, 0);
     zpoller_t *poller = zpoller_new (pipe, work, NULL);

@@ -15,15 +15,25 @@ Every run has a fresh core.
 Writes docs/bench/s2_many_modules.csv, s2_latency_vs_load.dat, s2_summary.json."""
 import json
 import os
+import resource
+import time
 
 import benchlib as b
 
 FAST = 10
 
 
+def children_cpu():
+    """CPU seconds of the reaped children (mc-load runs as one)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def main():
-    args = b.parse_args("scenario 2: many modules")
-    counts = [100, 300] if args.quick else [100, 200, 300, 500, 1000]
+    args = b.parse_args("scenario 2: many modules", lambda p: p.add_argument(
+        "--counts", help="module counts, comma-separated (default 100,200,300,500,1000)"))
+    counts = ([int(c) for c in args.counts.split(",")] if args.counts else
+              [100, 300] if args.quick else [100, 200, 300, 500, 1000])
     duration = 4 if args.quick else 10
     warmup = 2
     conns_max = 100
@@ -42,10 +52,16 @@ def main():
                 target = (["--url", core.url + "/devices", "--connections", min(n, conns_max)]
                           if transport == "http" else
                           ["--transport", "native", "--endpoint", core.endpoint])
+                core_cpu0, client0 = b.cpu_seconds(core.pid), children_cpu()
+                wall0 = time.monotonic()
                 row = b.mc_load(args, *target, "--tokens", tokens, "--modules", n, "--rate", 100,
                                 "--fast", f"{FAST}:150", "--duration", duration + warmup,
                                 "--warmup", warmup, "--timeout-ms", 2000,
                                 "--series", series, "--label", f"{transport}-{n}")[0]
+                wall = time.monotonic() - wall0
+                # Where the two cores went: modcored vs the client (mc-load).
+                row["core_cpu_pct"] = round(100 * (b.cpu_seconds(core.pid) - core_cpu0) / wall)
+                row["client_cpu_pct"] = round(100 * (children_cpu() - client0) / wall)
                 row["rss_kib"] = b.rss_kib(core.pid)
                 rows.append(row)
     b.write_csv(os.path.join(args.out, "s2_many_modules.csv"), rows)
@@ -63,6 +79,7 @@ def main():
             "fast_min_rps": float(r["fast_min_rps"]), "fast_max_rps": float(r["fast_max_rps"]),
             "answered_conns": int(r["answered_conns"]), "conns": int(r["conns"]),
             "lag_max_us": float(r["lag_max_us"]),
+            "core_cpu_pct": r["core_cpu_pct"], "client_cpu_pct": r["client_cpu_pct"],
             "held": int(r["false_429"]) == 0 and int(r["p99_us"]) < 5000
             and int(r["timeouts"]) == 0 and int(r["errors"]) == 0
             and abs(float(r["fast_accepted_rps"]) - 100) <= 2})
@@ -71,7 +88,8 @@ def main():
     for run in summary["runs"]:
         b.log(f"s2 {run['transport']} {run['modules']}: ok {run['ok_rps']:.0f}/s of "
               f"{run['offered_rps']:.0f}, p99 {run['p99_us']} us, false 429 {run['false_429']}, "
-              f"fast accepted {run['fast_accepted_rps']:.2f}/s, held={run['held']}")
+              f"fast accepted {run['fast_accepted_rps']:.2f}/s, held={run['held']}, "
+              f"cpu core {run['core_cpu_pct']}% client {run['client_cpu_pct']}% of 200%")
 
 
 if __name__ == "__main__":
