@@ -49,6 +49,7 @@ mc_config_t *mc_config_new (void)
     self->health_grace_ms = 30000;
     self->idle_stop_ms = 300000;
     self->sdk_workers = 4;
+    self->sdk_queue_max = 1024;
     self->webhook_timeout_ms = 5000;
     self->webhook_retry_base_ms = 1000;
     self->webhook_retry_cap_ms = 3600000;
@@ -341,7 +342,8 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
     }
     json_t *sdk = json_object_get (root, "sdk");
     if (sdk) {
-        static const char *const keys[] = {"endpoint", "tcp_endpoint", "workers", NULL};
+        static const char *const keys[] = {"endpoint", "tcp_endpoint", "workers", "queue_max",
+                                           NULL};
         if (s_known (sdk, "sdk", keys, err))
             goto done;
         const char *names[] = {"endpoint", "tcp_endpoint"};
@@ -363,6 +365,10 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
         if (s_uint (sdk, "sdk", "workers", 1, 64, 1, &v, err))
             goto done;
         self->sdk_workers = (int)v;
+        v = self->sdk_queue_max;
+        if (s_uint (sdk, "sdk", "queue_max", 1, 1000000, 1, &v, err))
+            goto done;
+        self->sdk_queue_max = (uint32_t)v;
     }
     json_t *metrics = json_object_get (root, "metrics");
     if (metrics) {

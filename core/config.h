@@ -35,6 +35,7 @@ typedef struct {
     char *sdk_endpoint;             // [sdk] endpoint; default ipc://<data>/run/modcore.sock
     char *sdk_tcp_endpoint;         // [sdk] tcp_endpoint; tcp:// with CURVE, default none
     int sdk_workers;                // [sdk] workers; threads serving native requests, default 4
+    uint32_t sdk_queue_max;         // [sdk] queue_max; requests waiting for workers, default 1024
     bool metrics_loopback_open;     // [metrics] loopback_open; scrapes from 127.0.0.1 need no token
     bool bench_token_route;         // [bench] token_route; POST /bench/tokens, default off
     char *launcher;                 // [sandbox] launcher; default modcore-launch beside modcored

@@ -72,6 +72,7 @@ typedef struct {
     zsock_t *router;          // inproc://modcore.sdk: pushes and invocations
     zsock_t *work;            // DEALER to the worker pool
     mc_http_thread_t *thread; // sockets for requests served in this loop
+    uint32_t queued;          // requests handed to workers and not answered yet
     zactor_t **workers;       // the pool
     int worker_count;         // its size
     zhashx_t *sessions;       // key -> session_t *
@@ -241,14 +242,43 @@ static void s_on_hello (self_t *self, int endpoint, zframe_t *routing_id, frame_
                hello->sdk && *hello->sdk ? hello->sdk : "unknown sdk");
 }
 
-//  A REQUEST goes to a worker with the session's token and the routing to answer.
-static void s_forward_request (self_t *self, session_t *session, zframe_t *raw)
+//  A RESPONSE that refuses a request without running it (overload).
+static zframe_t *s_refusal (uint64_t id, int status, const char *code, const char *detail)
 {
+    char *body = zsys_sprintf ("{\"error\":\"%s\",\"detail\":\"%s\"}", code, detail);
+    Mc__Sdk__Response response = MC__SDK__RESPONSE__INIT;
+    response.status = (uint32_t)status;
+    response.body.data = (uint8_t *)body;
+    response.body.len = strlen (body);
+    response.retry_after_s = 1;
+    frame_t reply = MC__SDK__FRAME__INIT;
+    reply.id = id;
+    reply.body_case = MC__SDK__FRAME__BODY_RESPONSE;
+    reply.response = &response;
+    zframe_t *out = zframe_new (NULL, mc__sdk__frame__get_packed_size (&reply));
+    mc__sdk__frame__pack (&reply, zframe_data (out));
+    zstr_free (&body);
+    return out;
+}
+
+//  A REQUEST goes to a worker with the session's token, the routing to answer and the
+//  time it was queued; past [sdk] queue_max waiting requests it is refused at once.
+static void s_forward_request (self_t *self, session_t *session, frame_t *frame, zframe_t *raw)
+{
+    if (self->queued >= self->ctx->config->sdk_queue_max) {
+        zframe_t *refusal =
+            s_refusal (frame->id, 503, "OVERLOADED", "the core is busy: retry after 1 s");
+        s_send_data (self, session, &refusal);
+        return;
+    }
+    self->queued++;
     zmsg_t *msg = zmsg_new ();
     zmsg_addstrf (msg, "%d", session->endpoint);
     zmsg_append (msg, &(zframe_t *){zframe_dup (session->routing_id)});
     zmsg_addstr (msg, session->token);
     zmsg_append (msg, &(zframe_t *){zframe_dup (raw)});
+    int64_t queued_at = zclock_mono ();
+    zmsg_addmem (msg, &queued_at, sizeof queued_at);
     zmsg_send (&msg, self->work);
 }
 
@@ -319,7 +349,7 @@ static int s_on_frontend (self_t *self, int endpoint)
                     zframe_t *answer = s_serve (self->ctx, self->thread, session->token, frame);
                     s_send_data (self, session, &answer);
                 } else
-                    s_forward_request (self, session, raw);
+                    s_forward_request (self, session, frame, raw);
                 break;
             }
             case MC__SDK__FRAME__BODY_PING: {
@@ -364,6 +394,8 @@ static int s_on_frontend (self_t *self, int endpoint)
 static void s_on_work_reply (self_t *self)
 {
     zmsg_t *msg = zmsg_recv (self->work);
+    if (self->queued > 0)
+        self->queued--;
     if (!msg || zmsg_size (msg) != 3) {
         zmsg_destroy (&msg);
         return;
@@ -570,7 +602,7 @@ static void s_worker (zsock_t *pipe, void *args)
         if (which == pipe || !which)
             break; // $TERM (or interrupted)
         zmsg_t *msg = zmsg_recv (work);
-        if (!msg || zmsg_size (msg) != 4) {
+        if (!msg || zmsg_size (msg) != 5) {
             zmsg_destroy (&msg);
             continue;
         }
@@ -578,8 +610,19 @@ static void s_worker (zsock_t *pipe, void *args)
         zframe_t *routing_id = zmsg_pop (msg);
         char *token = zmsg_popstr (msg);
         zframe_t *raw = zmsg_pop (msg);
+        zframe_t *queued = zmsg_pop (msg);
+        int64_t queued_at = 0;
+        if (zframe_size (queued) == sizeof queued_at)
+            memcpy (&queued_at, zframe_data (queued), sizeof queued_at);
+        zframe_destroy (&queued);
         frame_t *frame = mc__sdk__frame__unpack (NULL, zframe_size (raw), zframe_data (raw));
-        zframe_t *answer = s_serve (ctx, thread, token, frame);
+        //  A request that waited past the call timeout is not run: its caller has most
+        //  likely given up, and serving it would only delay the requests behind it.
+        zframe_t *answer =
+            zclock_mono () - queued_at > (int64_t)ctx->config->call_timeout_ms
+                ? s_refusal (frame ? frame->id : 0, 503, "OVERLOADED",
+                             "the request waited too long for a worker: retry after 1 s")
+                : s_serve (ctx, thread, token, frame);
         if (frame)
             mc__sdk__frame__free_unpacked (frame, NULL);
         zmsg_t *reply = zmsg_new ();

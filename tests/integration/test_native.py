@@ -29,6 +29,7 @@ max_total_mb = 8
 
 [sdk]
 tcp_endpoint = "tcp://127.0.0.1:{TCP_PORT}"
+queue_max = 8  # small, so that a burst of requests that need a worker overflows it
 """
 
 
@@ -98,8 +99,9 @@ def test_03_request():
 
 @test
 def test_04_rate_limit_shared():
+    # GET /devices is answered in the transport's own loop (never queued for a worker).
     time.sleep(1.5)  # a full bucket
-    out = probe(C.probe_token, "burst", "300", "GET", "/modules/self")[0]
+    out = probe(C.probe_token, "burst", "300", "GET", "/devices")[0]
     elapsed = out["elapsed_ms"] / 1000.0
     expected = 20 + 100 * elapsed - 1  # the HELLO spent one unit
     print(f"    native burst: {out}; expected about {expected:.1f} accepted")
@@ -117,10 +119,29 @@ def test_04_rate_limit_shared():
         resp.read()
         require(resp.status == 200, f"HTTP call {resp.status}")
     conn.close()
-    out = probe(C.probe_token, "burst", "100", "GET", "/modules/self")[0]
+    out = probe(C.probe_token, "burst", "100", "GET", "/devices")[0]
     bound = 20 - 10 - 1 + 100 * (time.monotonic() - t0) + 2
     print(f"    after 10 HTTP calls, native burst accepted {out['ok']} (bound {bound:.1f})")
     require(out["ok"] <= bound, f"the native burst did not see the HTTP spends: {out}")
+
+
+@test
+def test_04b_overload_sheds():
+    """Requests that need a worker beyond [sdk] queue_max are refused at once with 503
+    OVERLOADED and Retry-After, unrun (no rate-limit unit spent); the session and the
+    core go on serving."""
+    time.sleep(1.5)
+    out = probe(C.probe_token, "burst", "2000", "GET", "/modules/self")[0]
+    print(f"    burst of 2000 with queue_max 8: {out}")
+    require(out["answered"] == 2000, f"not every request answered: {out}")
+    require(out["overloaded"] > 0, f"no request was refused as OVERLOADED: {out}")
+    require(out["ok"] + out["limited"] + out["overloaded"] == 2000, f"other statuses: {out}")
+    require(out["retry_after_min"] >= 1, f"503 without Retry-After: {out}")
+    # Refused requests spent no unit: the accepted ones still follow 20 + 100 t.
+    require(out["ok"] <= 20 + 100 * out["elapsed_ms"] / 1000.0 + 3, f"bucket: {out}")
+    time.sleep(1.5)
+    r = probe(C.probe_token, "request", "GET", "/modules/self")[0]
+    require(r["status"] == 200, f"the session no longer serves after the overload: {r}")
 
 
 @test

@@ -158,17 +158,23 @@ int main (int argc, char **argv)
         for (int i = 0; i < n; i++)
             s_request (sock, argv[5], argv[6], NULL);
         int counts[600] = {0}, got = 0;
+        unsigned retry_after_min = 0;
         while (got < n) {
             frame_t *reply = s_response (sock, 10000);
             if (!reply)
                 break;
             if (reply->response->status < 600)
                 counts[reply->response->status]++;
+            if (reply->response->status == 503 &&
+                (!retry_after_min || reply->response->retry_after_s < retry_after_min))
+                retry_after_min = reply->response->retry_after_s;
             got++;
             mc__sdk__frame__free_unpacked (reply, NULL);
         }
-        printf ("{\"answered\":%d,\"ok\":%d,\"limited\":%d,\"elapsed_ms\":%lld}\n", got,
-                counts[200], counts[429], (long long)(zclock_mono () - start));
+        printf ("{\"answered\":%d,\"ok\":%d,\"limited\":%d,\"overloaded\":%d,"
+                "\"retry_after_min\":%u,\"elapsed_ms\":%lld}\n",
+                got, counts[200], counts[429], counts[503], retry_after_min,
+                (long long)(zclock_mono () - start));
     } else if (streq (scenario, "listen") && argc >= 7) {
         char body[256];
         snprintf (body, sizeof body, "{\"event_types\":[\"%s\"],\"webhook_url\":\"native:\"}",
