@@ -1,8 +1,8 @@
 /*  civetweb_hello: the raw civetweb baseline of scenario 1. One handler answers every
     request with a fixed JSON body, headers and body in one mg_write, on the same
-    civetweb build, options and thread count as the modcore gateway (tcp_nodelay=1,
-    keep-alive): what the gateway would reach if authentication, the rate limit, the
-    route table and the actor hop cost nothing.
+    civetweb build, options, thread count and pass-through auth handler as the modcore
+    gateway (tcp_nodelay=1, keep-alive): what the gateway would reach if authentication, the rate
+   limit, the route table and the actor hop cost nothing.
 
     usage: civetweb_hello PORT [THREADS]   (listens on 127.0.0.1; stops on SIGTERM/SIGINT) */
 #include <civetweb.h>
@@ -28,6 +28,11 @@ static int s_hello (struct mg_connection *conn, void *cbdata)
                                    "{\"devices\": []}";
     mg_write (conn, response, sizeof response - 1);
     return 200;
+}
+
+static int s_pass (struct mg_connection *conn, void *cbdata)
+{
+    return 1;
 }
 
 int main (int argc, char **argv)
@@ -60,6 +65,7 @@ int main (int argc, char **argv)
         fprintf (stderr, "civetweb_hello: cannot listen on %s\n", listen);
         return 1;
     }
+    mg_set_auth_handler (ctx, "/", s_pass, NULL); // as the gateway: no .htpasswd lookup
     mg_set_request_handler (ctx, "/", s_hello, NULL);
     signal (SIGTERM, s_on_signal);
     signal (SIGINT, s_on_signal);

@@ -98,12 +98,15 @@ int mc_http_send (mc_http_req_t *req, int status, const char *headers, const cha
                       status, s_reason (status), type, len, headers ? headers : "", rate);
     assert (n > 0 && (size_t)n < sizeof head);
     //  One write: with headers and body written apart civetweb halves its throughput.
-    char *buf = malloc ((size_t)n + len);
+    //  Small answers (most) are assembled on the stack, larger ones on the heap.
+    char small[4096];
+    char *buf = (size_t)n + len <= sizeof small ? small : malloc ((size_t)n + len);
     assert (buf);
     memcpy (buf, head, (size_t)n);
     memcpy (buf + n, body, len);
     mg_write (req->conn, buf, (size_t)n + len);
-    free (buf);
+    if (buf != small)
+        free (buf);
     return status;
 }
 
