@@ -153,6 +153,12 @@ bool mc_authtab_lookup (mc_authtab_t *self, const char *token, size_t len, int64
 {
     uint8_t hash[MC_HASH_LEN];
     mc_token_hash (token, len, hash);
+    return mc_authtab_lookup_hash (self, hash, now_unix, principal);
+}
+
+bool mc_authtab_lookup_hash (mc_authtab_t *self, const uint8_t hash[MC_HASH_LEN], int64_t now_unix,
+                             mc_principal_t *principal)
+{
     pthread_rwlock_rdlock (&self->lock);
     entry_t *e = self->slots[s_slot (self, hash)];
     while (e && memcmp (e->hash, hash, MC_HASH_LEN) != 0)

@@ -67,6 +67,11 @@ mc_auth_result_t mc_authtab_check (mc_authtab_t *self, const char *token, size_t
 bool mc_authtab_lookup (mc_authtab_t *self, const char *token, size_t len, int64_t now_unix,
                         mc_principal_t *principal);
 
+//  The same, by the token's hash (a holder that hashed the token once, such as a native
+//  session, skips the sha256 on every check).
+bool mc_authtab_lookup_hash (mc_authtab_t *self, const uint8_t hash[MC_HASH_LEN], int64_t now_unix,
+                             mc_principal_t *principal);
+
 //  The limit the table applies (for RateLimit-Policy headers).
 const mc_ratelimit_t *mc_authtab_limit (mc_authtab_t *self);
 

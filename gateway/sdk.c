@@ -47,14 +47,15 @@
 typedef Mc__Sdk__Frame frame_t;
 
 typedef struct {
-    char *key;             // hex of the routing id, with the endpoint index
-    zframe_t *routing_id;  // the module's DEALER
-    int endpoint;          // 0 = ipc, 1 = tcp
-    char module[96];       // who
-    char token[72];        // its token (memory only; requests run as HTTP ones would)
-    uint32_t heartbeat_ms; // agreed interval
-    int64_t last_recv;     // zclock_mono of the last frame from the module
-    int64_t last_sent;     // zclock_mono of the last frame to it
+    char *key;                       // hex of the routing id, with the endpoint index
+    zframe_t *routing_id;            // the module's DEALER
+    int endpoint;                    // 0 = ipc, 1 = tcp
+    char module[96];                 // who
+    char token[72];                  // its token (memory only; requests run as HTTP ones would)
+    uint8_t token_hash[MC_HASH_LEN]; // sha256 of it, for the check on every frame
+    uint32_t heartbeat_ms;           // agreed interval
+    int64_t last_recv;               // zclock_mono of the last frame from the module
+    int64_t last_sent;               // zclock_mono of the last frame to it
 } session_t;
 
 //  A push or invocation waiting for the module's answer.
@@ -141,6 +142,7 @@ static void s_session_free (void **item)
         return;
     zframe_destroy (&session->routing_id);
     memset (session->token, 0, sizeof session->token);
+    memset (session->token_hash, 0, sizeof session->token_hash);
     free (session->key);
     free (session);
     *item = NULL;
@@ -223,6 +225,7 @@ static void s_on_hello (self_t *self, int endpoint, zframe_t *routing_id, frame_
     session->endpoint = endpoint;
     snprintf (session->module, sizeof session->module, "%s", principal.name);
     snprintf (session->token, sizeof session->token, "%s", token);
+    mc_token_hash (session->token, strlen (session->token), session->token_hash);
     session->heartbeat_ms = hello->heartbeat_ms >= 500 && hello->heartbeat_ms <= 60000
                                 ? hello->heartbeat_ms
                                 : DEFAULT_HEARTBEAT_MS;
@@ -334,8 +337,8 @@ static int s_on_frontend (self_t *self, int endpoint)
     else if (!session)
         s_send_error (self, endpoint, routing_id, frame->id, "NOT_AUTHENTICATED",
                       "send HELLO first");
-    else if (!mc_authtab_lookup (self->ctx->authtab, session->token, strlen (session->token),
-                                 mc_time_unix (), NULL)) {
+    else if (!mc_authtab_lookup_hash (self->ctx->authtab, session->token_hash, mc_time_unix (),
+                                      NULL)) {
         s_send_error (self, endpoint, routing_id, frame->id, "UNAUTHORIZED",
                       "Invalid or expired token");
         s_drop_session (self, key, "token revoked");

@@ -271,6 +271,14 @@ static void test_expiry (void)
     CU_ASSERT_EQUAL (
         mc_authtab_check (tab, future.text, MC_TOKEN_LEN, 0, T0, NOW_UNIX + 60, NULL, NULL, NULL),
         MC_AUTH_UNKNOWN);
+    //  Lookups (no unit spent), by token and by hash, apply the same expiry.
+    mc_principal_t got;
+    CU_ASSERT_TRUE (mc_authtab_lookup (tab, future.text, MC_TOKEN_LEN, NOW_UNIX, &got));
+    CU_ASSERT_STRING_EQUAL (got.name, "ui:mod-a");
+    CU_ASSERT_TRUE (mc_authtab_lookup_hash (tab, future.hash, NOW_UNIX, NULL));
+    CU_ASSERT_FALSE (mc_authtab_lookup_hash (tab, future.hash, NOW_UNIX + 60, NULL));
+    CU_ASSERT_FALSE (mc_authtab_lookup_hash (tab, past.hash, NOW_UNIX, NULL));
+    CU_ASSERT_FALSE (mc_authtab_lookup (tab, edge.text, MC_TOKEN_LEN, NOW_UNIX, NULL));
     //  Expired entries are still in the table until removed.
     CU_ASSERT_EQUAL (mc_authtab_size (tab), 3);
     mc_authtab_destroy (&tab);
