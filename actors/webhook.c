@@ -14,21 +14,26 @@
 
     The loop. One pass: take what waits on the pipe, the ROUTER and the sdk DEALER;
     start the heads that became due (every 100 ms); curl_multi_perform once; handle
-    every finished transfer; write the records those changed in one unsynced batch;
-    then wait in curl_multi_poll on curl's sockets plus the three sockets' ZMQ_FDs.
-    ZMQ_FD is edge-triggered, so the loop only waits after ZMQ_EVENTS said no socket
-    has a message. This replaces a zloop with curl's sockets registered in it: every
-    socket curl added or removed (several per delivery on kept-alive connections) made
-    zloop rebuild its poll set and stop handling the other ready sockets of that pass,
-    so each delivery cost a pass over every subscription's socket (the profile showed
+    every finished transfer (the records they change go to one unsynced batch, written
+    when it holds FLUSH_MAX records or is FLUSH_MS old); then wait in curl_multi_poll
+    on curl's sockets plus the three sockets' ZMQ_FDs. ZMQ_FD is edge-triggered, so
+    the loop only waits after ZMQ_EVENTS said no socket has a message. This replaces a zloop with
+   curl's sockets registered in it: every socket curl added or removed (several per delivery on
+   kept-alive connections) made zloop rebuild its poll set and stop handling the other ready sockets
+   of that pass, so each delivery cost a pass over every subscription's socket (the profile showed
     two thirds of the thread in zloop and poll with 100 subscribers).
 
     Records. PENDING records are written synced before the enqueue is answered (an
     acknowledged event is never lost). What a finished attempt changes (DELIVERED, a
     retry's state, the trimming of old DELIVERED records) is unsynced: lost in a crash,
     it only means another (allowed) duplicate delivery or an attempt counted again. Those
-    writes wait in one batch written at the end of the pass; any other access to the
-    store writes the batch first, so the store always sees the actor's writes in order.
+    writes wait in one batch (about FLUSH_MS: a crash redelivers about that much);
+    any other access to the store writes the batch first, so the store always sees the
+    actor's writes in order. A DELIVERED record keeps no body: listings leave bodies
+    out, and a delivered delivery is never sent again.
+
+    Signing: the HMAC state keyed with a module's secret is made once per secret and
+    copied for each signature; the request headers are built in the attempt itself.
 
     Outcome of an attempt:
         2xx                 DELIVERED (kept for listing: the last 1,000 per module)
@@ -53,6 +58,7 @@
 #include <curl/curl.h>
 #include <math.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "core/actor.h"
@@ -65,8 +71,17 @@
 #define GROUP_COMMIT_MAX 512
 #define SDK_REPLIES_MAX  512 // per pass
 #define TICK_MS          100 // retries and waiting heads are looked at this often
+#define FLUSH_MS         10  // unsynced record writes wait at most this long...
+#define FLUSH_MAX        256 // ...or until this many are batched
+#define HEADERS_MAX      10  // request header lines
 
 typedef struct self_t self_t;
+
+//  A module's signing secret, and the HMAC state keyed with it.
+typedef struct {
+    char text[65];                      // 64 ASCII characters
+    crypto_auth_hmacsha256_state keyed; // after crypto_auth_hmacsha256_init
+} secret_t;
 
 //  One subscription's queue of pending deliveries, oldest first.
 typedef struct attempt_t attempt_t;
@@ -81,13 +96,17 @@ typedef struct {
 
 //  An attempt in progress.
 struct attempt_t {
-    self_t *owner;              // the actor
-    queue_t *queue;             // whose head is attempted
-    Mc__Delivery *delivery;     // the head (borrowed from the queue)
-    CURL *easy;                 // the queue's transfer (HTTP, borrowed), or NULL (native push)
-    struct curl_slist *headers; // request headers
-    uint64_t native_call;       // the SdkPush call id (native push), or 0
-    long retry_after_s;         // from a 429's Retry-After, or -1
+    self_t *owner;          // the actor
+    queue_t *queue;         // whose head is attempted
+    Mc__Delivery *delivery; // the head (borrowed from the queue)
+    CURL *easy;             // the queue's transfer (HTTP, borrowed), or NULL (native push)
+    //  The request headers: a curl_slist curl reads, built here in place (no allocation
+    //  per line; curl neither copies nor frees the list).
+    struct curl_slist header_nodes[HEADERS_MAX];
+    char header_lines[HEADERS_MAX][256];
+    size_t headers;       // lines used
+    uint64_t native_call; // the SdkPush call id (native push), or 0
+    long retry_after_s;   // from a 429's Retry-After, or -1
 };
 
 struct self_t {
@@ -97,9 +116,11 @@ struct self_t {
     zsock_t *registry;       // DEALER: RegistryWake when a delivery waits for a module
     CURLM *multi;            // libcurl multi
     bool terminated;         // $TERM received
-    mc_store_batch_t *batch; // unsynced record writes of this pass, or NULL
+    mc_store_batch_t *batch; // unsynced record writes not yet written, or NULL
+    size_t batched;          // their count
+    int64_t batch_since;     // when the batch was started (zclock_mono)
     zhashx_t *queues;        // subscription id -> queue_t *
-    zhashx_t *secrets;       // module -> secret (64 ASCII chars, owned)
+    zhashx_t *secrets;       // module -> secret_t * (owned)
     zhashx_t *native;        // SdkPush call id (string) -> attempt_t * (pushes in flight)
     zsock_t *sdk;            // DEALER to the sdk actor (native pushes; replies in the loop)
     zhashx_t *delivered;     // module -> zlistx of store keys of DELIVERED records, oldest first
@@ -109,37 +130,57 @@ struct self_t {
 
 //  --- signatures ------------------------------------------------------------------
 
-static void s_hmac (const char *secret, const uint8_t *parts[], const size_t lens[], size_t n,
-                    uint8_t mac[crypto_auth_hmacsha256_BYTES])
+//  HMAC-SHA256 of the parts, from a state already keyed with the secret (the keying
+//  is the same for every message of a module, so the actor does it once per secret).
+static void s_hmac (const crypto_auth_hmacsha256_state *keyed, const uint8_t *parts[],
+                    const size_t lens[], size_t n, uint8_t mac[crypto_auth_hmacsha256_BYTES])
 {
-    crypto_auth_hmacsha256_state state;
-    crypto_auth_hmacsha256_init (&state, (const uint8_t *)secret, strlen (secret));
+    crypto_auth_hmacsha256_state state = *keyed;
     for (size_t i = 0; i < n; i++)
         crypto_auth_hmacsha256_update (&state, parts[i], lens[i]);
     crypto_auth_hmacsha256_final (&state, mac);
+    sodium_memzero (&state, sizeof state);
 }
 
-void mc_webhook_sign_selena (const char *secret, const uint8_t *body, size_t len, char *out)
+static void s_sign_selena (const crypto_auth_hmacsha256_state *keyed, const uint8_t *body,
+                           size_t len, char *out)
 {
     uint8_t mac[crypto_auth_hmacsha256_BYTES];
     const uint8_t *parts[] = {body};
     size_t lens[] = {len};
-    s_hmac (secret, parts, lens, 1, mac);
+    s_hmac (keyed, parts, lens, 1, mac);
     memcpy (out, "sha256=", 7);
     sodium_bin2hex (out + 7, 65, mac, sizeof mac);
 }
 
-void mc_webhook_sign_standard (const char *secret, const char *id, int64_t timestamp,
-                               const uint8_t *body, size_t len, char *out)
+static void s_sign_standard (const crypto_auth_hmacsha256_state *keyed, const char *id,
+                             int64_t timestamp, const uint8_t *body, size_t len, char *out)
 {
     char stamp[32];
     int n = snprintf (stamp, sizeof stamp, ".%lld.", (long long)timestamp);
     uint8_t mac[crypto_auth_hmacsha256_BYTES];
     const uint8_t *parts[] = {(const uint8_t *)id, (const uint8_t *)stamp, body};
     size_t lens[] = {strlen (id), (size_t)n, len};
-    s_hmac (secret, parts, lens, 3, mac);
+    s_hmac (keyed, parts, lens, 3, mac);
     memcpy (out, "v1,", 3);
     sodium_bin2base64 (out + 3, 49, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
+}
+
+void mc_webhook_sign_selena (const char *secret, const uint8_t *body, size_t len, char *out)
+{
+    crypto_auth_hmacsha256_state keyed;
+    crypto_auth_hmacsha256_init (&keyed, (const uint8_t *)secret, strlen (secret));
+    s_sign_selena (&keyed, body, len, out);
+    sodium_memzero (&keyed, sizeof keyed);
+}
+
+void mc_webhook_sign_standard (const char *secret, const char *id, int64_t timestamp,
+                               const uint8_t *body, size_t len, char *out)
+{
+    crypto_auth_hmacsha256_state keyed;
+    crypto_auth_hmacsha256_init (&keyed, (const uint8_t *)secret, strlen (secret));
+    s_sign_standard (&keyed, id, timestamp, body, len, out);
+    sodium_memzero (&keyed, sizeof keyed);
 }
 
 void mc_webhook_standard_secret (const char *secret, char *out)
@@ -194,20 +235,35 @@ static void s_delivery_free (void **item)
     *item = NULL;
 }
 
-//  The pass's batch of unsynced writes, made when first needed.
+//  The batch of unsynced writes, made when first needed; the caller adds one write.
 static mc_store_batch_t *s_batch (self_t *self)
 {
-    if (!self->batch)
+    if (!self->batch) {
         self->batch = mc_store_batch_new ();
+        self->batched = 0;
+        self->batch_since = zclock_mono ();
+    }
+    self->batched++;
     return self->batch;
 }
 
-//  Writes the pass's unsynced batch, if any: at the end of each pass, and before any
-//  other access to the store so that reads and later writes come after it.
+//  Writes the unsynced batch, if any: before any other access to the store (so that
+//  reads and later writes come after it), and from the loop (s_flush_due).
 static void s_flush (self_t *self)
 {
     if (self->batch)
         mc_store_batch_write (self->ctx->store, &self->batch, false);
+}
+
+//  Milliseconds until the batch must be written (0: now), or -1 without a batch.
+static int64_t s_flush_due (self_t *self)
+{
+    if (!self->batch)
+        return -1;
+    if (self->batched >= FLUSH_MAX)
+        return 0;
+    int64_t left = self->batch_since + FLUSH_MS - zclock_mono ();
+    return left > 0 ? left : 0;
 }
 
 //  Writes d: synced, at once, for states that acknowledge something; otherwise in the
@@ -233,6 +289,15 @@ static void s_set_error (Mc__Delivery *d, const char *text)
     if (d->last_error && d->last_error != protobuf_c_empty_string)
         free (d->last_error);
     d->last_error = strdup (text);
+}
+
+static void s_secret_free (void **item)
+{
+    if (*item) {
+        sodium_memzero (*item, sizeof (secret_t));
+        free (*item);
+    }
+    *item = NULL;
 }
 
 static queue_t *s_queue (self_t *self, const char *subscription_id)
@@ -326,7 +391,6 @@ static void s_abandon (self_t *self, attempt_t *attempt, bool free_it)
 {
     if (attempt->easy) {
         curl_multi_remove_handle (self->multi, attempt->easy); // the easy handle stays
-        curl_slist_free_all (attempt->headers);
     } else {
         char key[24];
         snprintf (key, sizeof key, "%" PRIu64, attempt->native_call);
@@ -339,11 +403,25 @@ static void s_abandon (self_t *self, attempt_t *attempt, bool free_it)
         free (attempt);
 }
 
+//  Adds a request header line to the attempt's list.
+static void s_add_header (attempt_t *attempt, const char *format, ...)
+{
+    assert (attempt->headers < HEADERS_MAX);
+    size_t i = attempt->headers++;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (attempt->header_lines[i], sizeof attempt->header_lines[i], format, args);
+    va_end (args);
+    attempt->header_nodes[i] = (struct curl_slist){attempt->header_lines[i], NULL};
+    if (i > 0)
+        attempt->header_nodes[i - 1].next = &attempt->header_nodes[i];
+}
+
 //  Starts an attempt at the head of queue.
 static void s_attempt (self_t *self, queue_t *queue)
 {
     Mc__Delivery *d = zlistx_first (queue->pending);
-    const char *secret = zhashx_lookup (self->secrets, d->module);
+    const secret_t *secret = zhashx_lookup (self->secrets, d->module);
     assert (d && secret);
     attempt_t *attempt = calloc (1, sizeof *attempt);
     assert (attempt);
@@ -372,28 +450,19 @@ static void s_attempt (self_t *self, queue_t *queue)
         return;
     }
     int64_t now = mc_time_unix ();
-    char line[256], selena[80], standard[64];
-    mc_webhook_sign_selena (secret, d->body.data, d->body.len, selena);
-    mc_webhook_sign_standard (secret, d->event_id, now, d->body.data, d->body.len, standard);
-    struct curl_slist *h = NULL;
-    h = curl_slist_append (h, "Content-Type: application/json");
-    snprintf (line, sizeof line, "X-Selena-Signature: %s", selena);
-    h = curl_slist_append (h, line);
-    snprintf (line, sizeof line, "X-Event-Id: %s", d->event_id);
-    h = curl_slist_append (h, line);
-    snprintf (line, sizeof line, "X-Event-Type: %s", d->event_type);
-    h = curl_slist_append (h, line);
-    snprintf (line, sizeof line, "webhook-id: %s", d->event_id);
-    h = curl_slist_append (h, line);
-    snprintf (line, sizeof line, "webhook-timestamp: %lld", (long long)now);
-    h = curl_slist_append (h, line);
-    snprintf (line, sizeof line, "webhook-signature: %s", standard);
-    h = curl_slist_append (h, line);
-    snprintf (line, sizeof line, "X-Delivery-Attempt: %u", d->attempts + 1);
-    h = curl_slist_append (h, line);
-    h = curl_slist_append (h, "User-Agent: modcore-webhook/" MC_VERSION);
-    h = curl_slist_append (h, "Expect:");
-    attempt->headers = h;
+    char selena[80], standard[64];
+    s_sign_selena (&secret->keyed, d->body.data, d->body.len, selena);
+    s_sign_standard (&secret->keyed, d->event_id, now, d->body.data, d->body.len, standard);
+    s_add_header (attempt, "Content-Type: application/json");
+    s_add_header (attempt, "X-Selena-Signature: %s", selena);
+    s_add_header (attempt, "X-Event-Id: %s", d->event_id);
+    s_add_header (attempt, "X-Event-Type: %s", d->event_type);
+    s_add_header (attempt, "webhook-id: %s", d->event_id);
+    s_add_header (attempt, "webhook-timestamp: %lld", (long long)now);
+    s_add_header (attempt, "webhook-signature: %s", standard);
+    s_add_header (attempt, "X-Delivery-Attempt: %u", d->attempts + 1);
+    s_add_header (attempt, "User-Agent: modcore-webhook/" MC_VERSION);
+    s_add_header (attempt, "Expect:");
 
     if (!queue->easy) {
         //  Made once per subscription and reused: what does not change is set here.
@@ -412,7 +481,7 @@ static void s_attempt (self_t *self, queue_t *queue)
     CURL *easy = queue->easy;
     attempt->easy = easy;
     curl_easy_setopt (easy, CURLOPT_URL, d->url);
-    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, attempt->header_nodes);
     curl_easy_setopt (easy, CURLOPT_POSTFIELDS, d->body.data);
     curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE, (long)d->body.len);
     curl_easy_setopt (easy, CURLOPT_HEADERDATA, attempt);
@@ -462,6 +531,7 @@ static void s_finish (self_t *self, attempt_t *attempt, long code, const char *f
     if (answered && code >= 200 && code < 300) {
         d->status = MC__DELIVERY_STATUS__DELIVERY_DELIVERED;
         s_set_error (d, "");
+        d->body.len = 0; // listings leave bodies out and a delivered one is never sent again
         s_save (self, d, false); // a lost "delivered" only means one more (allowed) duplicate
         char key[256];
         s_key (d, key, sizeof key);
@@ -617,7 +687,11 @@ static void s_on_secret (self_t *self, mc_request_t *req)
 {
     Mc__WebhookSecret *s = req->env->webhook_secret;
     if (s->module && *s->module && s->secret && strlen (s->secret) == 64) {
-        zhashx_update (self->secrets, s->module, strdup (s->secret));
+        secret_t *secret = malloc (sizeof *secret);
+        assert (secret);
+        memcpy (secret->text, s->secret, 65);
+        crypto_auth_hmacsha256_init (&secret->keyed, (const uint8_t *)secret->text, 64);
+        zhashx_update (self->secrets, s->module, secret);
         s_kick_all (self);
     }
     mc_env_t reply = MC__ENVELOPE__INIT;
@@ -636,10 +710,7 @@ static void s_on_forget (self_t *self, mc_request_t *req)
     const char *module = req->env->webhook_forget->module;
     s_flush (self);
     if (module && *module) {
-        char *secret = zhashx_lookup (self->secrets, module);
-        if (secret)
-            sodium_memzero (secret, strlen (secret));
-        zhashx_delete (self->secrets, module);
+        zhashx_delete (self->secrets, module); // wiped by s_secret_free
         zhashx_delete (self->delivered, module);
         zlistx_t *keys = zhashx_keys (self->queues);
         for (char *key = zlistx_first (keys); key; key = zlistx_next (keys)) {
@@ -873,29 +944,45 @@ static void s_run (self_t *self, zsock_t *pipe)
         {zsock_fd (self->router), CURL_WAIT_POLLIN, 0},
         {zsock_fd (self->sdk), CURL_WAIT_POLLIN, 0},
     };
+    //  Sockets that may have a message: their ZMQ_FD fired, or ZMQ_EVENTS said so.
+    bool pipe_ready = true, router_ready = true, sdk_ready = true;
     int64_t next_tick = zclock_mono () + TICK_MS;
     while (!self->terminated) {
-        if (s_readable (pipe))
+        if (pipe_ready && s_readable (pipe))
             s_on_pipe (self, pipe);
-        if (s_readable (self->router))
+        if (router_ready && s_readable (self->router))
             s_on_request (self);
-        for (size_t n = 0; n < SDK_REPLIES_MAX && s_readable (self->sdk); n++)
+        for (size_t n = 0; sdk_ready && n < SDK_REPLIES_MAX && s_readable (self->sdk); n++)
             s_on_sdk (self);
-        if (zclock_mono () >= next_tick) {
+        int64_t now = zclock_mono ();
+        if (now >= next_tick) {
             s_kick_all (self);
-            next_tick = zclock_mono () + TICK_MS;
+            next_tick = now + TICK_MS;
         }
         s_run_curl (self);
-        s_flush (self);
+        int64_t flush = s_flush_due (self);
+        if (flush == 0) {
+            s_flush (self);
+            flush = -1;
+        }
         //  ZMQ_EVENTS last: it re-arms the edge-triggered ZMQ_FDs (sends of this pass
         //  may have consumed their edge), so a message that is already waiting is
         //  taken on the next pass instead of being slept on.
-        int timeout = 0;
-        if (!s_readable (pipe) && !s_readable (self->router) && !s_readable (self->sdk)) {
-            int64_t until_tick = next_tick - zclock_mono ();
-            timeout = until_tick > 0 ? (int)until_tick : 0;
+        pipe_ready = s_readable (pipe);
+        router_ready = s_readable (self->router);
+        sdk_ready = s_readable (self->sdk);
+        int64_t timeout = 0;
+        if (!pipe_ready && !router_ready && !sdk_ready) {
+            timeout = next_tick - zclock_mono ();
+            if (flush >= 0 && flush < timeout)
+                timeout = flush;
+            if (timeout < 0)
+                timeout = 0;
         }
-        curl_multi_poll (self->multi, waits, sizeof waits / sizeof waits[0], timeout, NULL);
+        curl_multi_poll (self->multi, waits, 3, (int)timeout, NULL);
+        pipe_ready = pipe_ready || waits[0].revents;
+        router_ready = router_ready || waits[1].revents;
+        sdk_ready = sdk_ready || waits[2].revents;
     }
 }
 
@@ -935,7 +1022,7 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     self->queues = zhashx_new ();
     zhashx_set_destructor (self->queues, s_queue_free);
     self->secrets = zhashx_new ();
-    zhashx_set_destructor (self->secrets, (zhashx_destructor_fn *)zstr_free);
+    zhashx_set_destructor (self->secrets, s_secret_free);
     self->delivered = zhashx_new ();
     zhashx_set_destructor (self->delivered, s_delivered_free);
     self->multi = curl_multi_init ();
