@@ -390,7 +390,11 @@ static void s_kick (self_t *self, queue_t *queue);
 static void s_abandon (self_t *self, attempt_t *attempt, bool free_it)
 {
     if (attempt->easy) {
-        curl_multi_remove_handle (self->multi, attempt->easy); // the easy handle stays
+        //  The easy handle stays with the queue; nothing of the attempt stays in it.
+        curl_multi_remove_handle (self->multi, attempt->easy);
+        curl_easy_setopt (attempt->easy, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt (attempt->easy, CURLOPT_HEADERDATA, NULL);
+        curl_easy_setopt (attempt->easy, CURLOPT_PRIVATE, NULL);
     } else {
         char key[24];
         snprintf (key, sizeof key, "%" PRIu64, attempt->native_call);
