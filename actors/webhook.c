@@ -8,9 +8,32 @@
 
     Delivery is at least once, per subscription in publish order: each subscription has
     a queue, and only its head is ever in flight, so a later event never overtakes an
-    earlier undelivered one. Attempts run on libcurl multi inside this actor's zloop
-    (curl's sockets and timer are registered with the loop), so thousands can be in
-    flight over kept-alive connections without blocking the loop.
+    earlier undelivered one. Attempts run on libcurl multi, each subscription reusing
+    one easy handle (and so its kept-alive connection), so thousands can be in flight
+    without blocking the actor.
+
+    The loop. One pass: take what waits on the pipe, the ROUTER and the sdk DEALER;
+    start the heads that became due (every 100 ms); curl_multi_perform once; handle
+    every finished transfer (the records they change go to one unsynced batch, written
+    when it holds FLUSH_MAX records or is FLUSH_MS old); then wait in curl_multi_poll
+    on curl's sockets plus the three sockets' ZMQ_FDs. ZMQ_FD is edge-triggered, so
+    the loop only waits after ZMQ_EVENTS said no socket has a message. This replaces a zloop with
+   curl's sockets registered in it: every socket curl added or removed (several per delivery on
+   kept-alive connections) made zloop rebuild its poll set and stop handling the other ready sockets
+   of that pass, so each delivery cost a pass over every subscription's socket (the profile showed
+    two thirds of the thread in zloop and poll with 100 subscribers).
+
+    Records. PENDING records are written synced before the enqueue is answered (an
+    acknowledged event is never lost). What a finished attempt changes (DELIVERED, a
+    retry's state, the trimming of old DELIVERED records) is unsynced: lost in a crash,
+    it only means another (allowed) duplicate delivery or an attempt counted again. Those
+    writes wait in one batch (about FLUSH_MS: a crash redelivers about that much);
+    any other access to the store writes the batch first, so the store always sees the
+    actor's writes in order. A DELIVERED record keeps no body: listings leave bodies
+    out, and a delivered delivery is never sent again.
+
+    Signing: the HMAC state keyed with a module's secret is made once per secret and
+    copied for each signature; the request headers are built in the attempt itself.
 
     Outcome of an attempt:
         2xx                 DELIVERED (kept for listing: the last 1,000 per module)
@@ -35,6 +58,7 @@
 #include <curl/curl.h>
 #include <math.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "core/actor.h"
@@ -45,8 +69,19 @@
 
 #define KEEP_DELIVERED   1000
 #define GROUP_COMMIT_MAX 512
+#define SDK_REPLIES_MAX  512 // per pass
+#define TICK_MS          100 // retries and waiting heads are looked at this often
+#define FLUSH_MS         10  // unsynced record writes wait at most this long...
+#define FLUSH_MAX        256 // ...or until this many are batched
+#define HEADERS_MAX      10  // request header lines
 
 typedef struct self_t self_t;
+
+//  A module's signing secret, and the HMAC state keyed with it.
+typedef struct {
+    char text[65];                      // 64 ASCII characters
+    crypto_auth_hmacsha256_state keyed; // after crypto_auth_hmacsha256_init
+} secret_t;
 
 //  One subscription's queue of pending deliveries, oldest first.
 typedef struct attempt_t attempt_t;
@@ -56,75 +91,96 @@ typedef struct {
     zlistx_t *pending;     // Mc__Delivery * (owned), in seq order
     bool in_flight;        // the head is being attempted
     attempt_t *attempt;    // that attempt, while in_flight
+    CURL *easy;            // this subscription's transfer, reused, or NULL until the first
 } queue_t;
 
 //  An attempt in progress.
 struct attempt_t {
-    self_t *owner;              // the actor
-    queue_t *queue;             // whose head is attempted
-    Mc__Delivery *delivery;     // the head (borrowed from the queue)
-    CURL *easy;                 // the transfer (HTTP), or NULL (native push)
-    struct curl_slist *headers; // request headers
-    uint64_t native_call;       // the SdkPush call id (native push), or 0
-    long retry_after_s;         // from a 429's Retry-After, or -1
+    self_t *owner;          // the actor
+    queue_t *queue;         // whose head is attempted
+    Mc__Delivery *delivery; // the head (borrowed from the queue)
+    CURL *easy;             // the queue's transfer (HTTP, borrowed), or NULL (native push)
+    //  The request headers: a curl_slist curl reads, built here in place (no allocation
+    //  per line; curl neither copies nor frees the list).
+    struct curl_slist header_nodes[HEADERS_MAX];
+    char header_lines[HEADERS_MAX][256];
+    size_t headers;       // lines used
+    uint64_t native_call; // the SdkPush call id (native push), or 0
+    long retry_after_s;   // from a 429's Retry-After, or -1
 };
 
-//  A socket curl asked us to watch.
-typedef struct {
-    zmq_pollitem_t item; // registered with the loop
-    bool registered;     // item is in the loop
-} watch_t;
-
 struct self_t {
-    mc_context_t *ctx;   // shared context
-    zsock_t *router;     // inproc://modcore.webhook
-    zsock_t *eventbus;   // DEALER: notifications to the bus (410 unsubscribe, exhausted)
-    zsock_t *registry;   // DEALER: RegistryWake when a delivery waits for a module
-    zloop_t *loop;       // router, pipe, curl sockets, timers
-    CURLM *multi;        // libcurl multi
-    int curl_timer;      // zloop timer id for curl's timeout, or -1
-    zhashx_t *queues;    // subscription id -> queue_t *
-    zhashx_t *secrets;   // module -> secret (64 ASCII chars, owned)
-    zhashx_t *native;    // SdkPush call id (string) -> attempt_t * (pushes in flight)
-    zsock_t *sdk;        // DEALER to the sdk actor (native pushes; replies in the loop)
-    zhashx_t *delivered; // module -> zlistx of store keys of DELIVERED records, oldest first
-    uint64_t next_seq;   // seq of the next outbox record
-    size_t in_flight;    // attempts running
+    mc_context_t *ctx;       // shared context
+    zsock_t *router;         // inproc://modcore.webhook
+    zsock_t *eventbus;       // DEALER: notifications to the bus (410 unsubscribe, exhausted)
+    zsock_t *registry;       // DEALER: RegistryWake when a delivery waits for a module
+    CURLM *multi;            // libcurl multi
+    bool terminated;         // $TERM received
+    mc_store_batch_t *batch; // unsynced record writes not yet written, or NULL
+    size_t batched;          // their count
+    int64_t batch_since;     // when the batch was started (zclock_mono)
+    zhashx_t *queues;        // subscription id -> queue_t *
+    zhashx_t *secrets;       // module -> secret_t * (owned)
+    zhashx_t *native;        // SdkPush call id (string) -> attempt_t * (pushes in flight)
+    zsock_t *sdk;            // DEALER to the sdk actor (native pushes; replies in the loop)
+    zhashx_t *delivered;     // module -> zlistx of store keys of DELIVERED records, oldest first
+    uint64_t next_seq;       // seq of the next outbox record
+    size_t in_flight;        // attempts running
 };
 
 //  --- signatures ------------------------------------------------------------------
 
-static void s_hmac (const char *secret, const uint8_t *parts[], const size_t lens[], size_t n,
-                    uint8_t mac[crypto_auth_hmacsha256_BYTES])
+//  HMAC-SHA256 of the parts, from a state already keyed with the secret (the keying
+//  is the same for every message of a module, so the actor does it once per secret).
+static void s_hmac (const crypto_auth_hmacsha256_state *keyed, const uint8_t *parts[],
+                    const size_t lens[], size_t n, uint8_t mac[crypto_auth_hmacsha256_BYTES])
 {
-    crypto_auth_hmacsha256_state state;
-    crypto_auth_hmacsha256_init (&state, (const uint8_t *)secret, strlen (secret));
+    crypto_auth_hmacsha256_state state = *keyed;
     for (size_t i = 0; i < n; i++)
         crypto_auth_hmacsha256_update (&state, parts[i], lens[i]);
     crypto_auth_hmacsha256_final (&state, mac);
+    sodium_memzero (&state, sizeof state);
 }
 
-void mc_webhook_sign_selena (const char *secret, const uint8_t *body, size_t len, char *out)
+static void s_sign_selena (const crypto_auth_hmacsha256_state *keyed, const uint8_t *body,
+                           size_t len, char *out)
 {
     uint8_t mac[crypto_auth_hmacsha256_BYTES];
     const uint8_t *parts[] = {body};
     size_t lens[] = {len};
-    s_hmac (secret, parts, lens, 1, mac);
+    s_hmac (keyed, parts, lens, 1, mac);
     memcpy (out, "sha256=", 7);
     sodium_bin2hex (out + 7, 65, mac, sizeof mac);
 }
 
-void mc_webhook_sign_standard (const char *secret, const char *id, int64_t timestamp,
-                               const uint8_t *body, size_t len, char *out)
+static void s_sign_standard (const crypto_auth_hmacsha256_state *keyed, const char *id,
+                             int64_t timestamp, const uint8_t *body, size_t len, char *out)
 {
     char stamp[32];
     int n = snprintf (stamp, sizeof stamp, ".%lld.", (long long)timestamp);
     uint8_t mac[crypto_auth_hmacsha256_BYTES];
     const uint8_t *parts[] = {(const uint8_t *)id, (const uint8_t *)stamp, body};
     size_t lens[] = {strlen (id), (size_t)n, len};
-    s_hmac (secret, parts, lens, 3, mac);
+    s_hmac (keyed, parts, lens, 3, mac);
     memcpy (out, "v1,", 3);
     sodium_bin2base64 (out + 3, 49, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
+}
+
+void mc_webhook_sign_selena (const char *secret, const uint8_t *body, size_t len, char *out)
+{
+    crypto_auth_hmacsha256_state keyed;
+    crypto_auth_hmacsha256_init (&keyed, (const uint8_t *)secret, strlen (secret));
+    s_sign_selena (&keyed, body, len, out);
+    sodium_memzero (&keyed, sizeof keyed);
+}
+
+void mc_webhook_sign_standard (const char *secret, const char *id, int64_t timestamp,
+                               const uint8_t *body, size_t len, char *out)
+{
+    crypto_auth_hmacsha256_state keyed;
+    crypto_auth_hmacsha256_init (&keyed, (const uint8_t *)secret, strlen (secret));
+    s_sign_standard (&keyed, id, timestamp, body, len, out);
+    sodium_memzero (&keyed, sizeof keyed);
 }
 
 void mc_webhook_standard_secret (const char *secret, char *out)
@@ -179,14 +235,51 @@ static void s_delivery_free (void **item)
     *item = NULL;
 }
 
-//  Writes d (sync for states that acknowledge something). Returns 0 or -1.
+//  The batch of unsynced writes, made when first needed; the caller adds one write.
+static mc_store_batch_t *s_batch (self_t *self)
+{
+    if (!self->batch) {
+        self->batch = mc_store_batch_new ();
+        self->batched = 0;
+        self->batch_since = zclock_mono ();
+    }
+    self->batched++;
+    return self->batch;
+}
+
+//  Writes the unsynced batch, if any: before any other access to the store (so that
+//  reads and later writes come after it), and from the loop (s_flush_due).
+static void s_flush (self_t *self)
+{
+    if (self->batch)
+        mc_store_batch_write (self->ctx->store, &self->batch, false);
+}
+
+//  Milliseconds until the batch must be written (0: now), or -1 without a batch.
+static int64_t s_flush_due (self_t *self)
+{
+    if (!self->batch)
+        return -1;
+    if (self->batched >= FLUSH_MAX)
+        return 0;
+    int64_t left = self->batch_since + FLUSH_MS - zclock_mono ();
+    return left > 0 ? left : 0;
+}
+
+//  Writes d: synced, at once, for states that acknowledge something; otherwise in the
+//  pass's batch. Returns 0 or -1.
 static int s_save (self_t *self, const Mc__Delivery *d, bool sync)
 {
     char key[256];
     s_key (d, key, sizeof key);
     size_t len;
     uint8_t *buf = s_pack (d, &len);
-    int rc = mc_store_put (self->ctx->store, key, buf, len, sync);
+    int rc = 0;
+    if (sync) {
+        s_flush (self);
+        rc = mc_store_put (self->ctx->store, key, buf, len, true);
+    } else
+        mc_store_batch_put (s_batch (self), key, buf, len);
     free (buf);
     return rc;
 }
@@ -196,6 +289,15 @@ static void s_set_error (Mc__Delivery *d, const char *text)
     if (d->last_error && d->last_error != protobuf_c_empty_string)
         free (d->last_error);
     d->last_error = strdup (text);
+}
+
+static void s_secret_free (void **item)
+{
+    if (*item) {
+        sodium_memzero (*item, sizeof (secret_t));
+        free (*item);
+    }
+    *item = NULL;
 }
 
 static queue_t *s_queue (self_t *self, const char *subscription_id)
@@ -217,6 +319,9 @@ static void s_queue_free (void **item)
     queue_t *queue = *item;
     if (!queue)
         return;
+    assert (!queue->in_flight);
+    if (queue->easy)
+        curl_easy_cleanup (queue->easy);
     zlistx_destroy (&queue->pending);
     free (queue->subscription_id);
     free (queue);
@@ -235,7 +340,7 @@ static void s_remember_delivered (self_t *self, const char *module, const char *
     zlistx_add_end (keys, strdup (key));
     while (zlistx_size (keys) > KEEP_DELIVERED) {
         char *old = zlistx_first (keys);
-        mc_store_delete (self->ctx->store, old, false);
+        mc_store_batch_delete (s_batch (self), old);
         zlistx_delete (keys, zlistx_cursor (keys));
     }
 }
@@ -285,9 +390,11 @@ static void s_kick (self_t *self, queue_t *queue);
 static void s_abandon (self_t *self, attempt_t *attempt, bool free_it)
 {
     if (attempt->easy) {
+        //  The easy handle stays with the queue; nothing of the attempt stays in it.
         curl_multi_remove_handle (self->multi, attempt->easy);
-        curl_easy_cleanup (attempt->easy);
-        curl_slist_free_all (attempt->headers);
+        curl_easy_setopt (attempt->easy, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt (attempt->easy, CURLOPT_HEADERDATA, NULL);
+        curl_easy_setopt (attempt->easy, CURLOPT_PRIVATE, NULL);
     } else {
         char key[24];
         snprintf (key, sizeof key, "%" PRIu64, attempt->native_call);
@@ -300,11 +407,25 @@ static void s_abandon (self_t *self, attempt_t *attempt, bool free_it)
         free (attempt);
 }
 
+//  Adds a request header line to the attempt's list.
+static void s_add_header (attempt_t *attempt, const char *format, ...)
+{
+    assert (attempt->headers < HEADERS_MAX);
+    size_t i = attempt->headers++;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (attempt->header_lines[i], sizeof attempt->header_lines[i], format, args);
+    va_end (args);
+    attempt->header_nodes[i] = (struct curl_slist){attempt->header_lines[i], NULL};
+    if (i > 0)
+        attempt->header_nodes[i - 1].next = &attempt->header_nodes[i];
+}
+
 //  Starts an attempt at the head of queue.
 static void s_attempt (self_t *self, queue_t *queue)
 {
     Mc__Delivery *d = zlistx_first (queue->pending);
-    const char *secret = zhashx_lookup (self->secrets, d->module);
+    const secret_t *secret = zhashx_lookup (self->secrets, d->module);
     assert (d && secret);
     attempt_t *attempt = calloc (1, sizeof *attempt);
     assert (attempt);
@@ -333,44 +454,40 @@ static void s_attempt (self_t *self, queue_t *queue)
         return;
     }
     int64_t now = mc_time_unix ();
-    char line[256], selena[80], standard[64];
-    mc_webhook_sign_selena (secret, d->body.data, d->body.len, selena);
-    mc_webhook_sign_standard (secret, d->event_id, now, d->body.data, d->body.len, standard);
-    struct curl_slist *h = NULL;
-    h = curl_slist_append (h, "Content-Type: application/json");
-    snprintf (line, sizeof line, "X-Selena-Signature: %s", selena);
-    h = curl_slist_append (h, line);
-    snprintf (line, sizeof line, "X-Event-Id: %s", d->event_id);
-    h = curl_slist_append (h, line);
-    snprintf (line, sizeof line, "X-Event-Type: %s", d->event_type);
-    h = curl_slist_append (h, line);
-    snprintf (line, sizeof line, "webhook-id: %s", d->event_id);
-    h = curl_slist_append (h, line);
-    snprintf (line, sizeof line, "webhook-timestamp: %lld", (long long)now);
-    h = curl_slist_append (h, line);
-    snprintf (line, sizeof line, "webhook-signature: %s", standard);
-    h = curl_slist_append (h, line);
-    snprintf (line, sizeof line, "X-Delivery-Attempt: %u", d->attempts + 1);
-    h = curl_slist_append (h, line);
-    h = curl_slist_append (h, "User-Agent: modcore-webhook/" MC_VERSION);
-    h = curl_slist_append (h, "Expect:");
-    attempt->headers = h;
+    char selena[80], standard[64];
+    s_sign_selena (&secret->keyed, d->body.data, d->body.len, selena);
+    s_sign_standard (&secret->keyed, d->event_id, now, d->body.data, d->body.len, standard);
+    s_add_header (attempt, "Content-Type: application/json");
+    s_add_header (attempt, "X-Selena-Signature: %s", selena);
+    s_add_header (attempt, "X-Event-Id: %s", d->event_id);
+    s_add_header (attempt, "X-Event-Type: %s", d->event_type);
+    s_add_header (attempt, "webhook-id: %s", d->event_id);
+    s_add_header (attempt, "webhook-timestamp: %lld", (long long)now);
+    s_add_header (attempt, "webhook-signature: %s", standard);
+    s_add_header (attempt, "X-Delivery-Attempt: %u", d->attempts + 1);
+    s_add_header (attempt, "User-Agent: modcore-webhook/" MC_VERSION);
+    s_add_header (attempt, "Expect:");
 
-    CURL *easy = curl_easy_init ();
-    assert (easy);
+    if (!queue->easy) {
+        //  Made once per subscription and reused: what does not change is set here.
+        CURL *easy = curl_easy_init ();
+        assert (easy);
+        curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http");
+        curl_easy_setopt (easy, CURLOPT_NOPROXY, "*");
+        curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt (easy, CURLOPT_TCP_NODELAY, 1L);
+        curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 0L); // a 3xx is a failure
+        curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long)self->ctx->config->webhook_timeout_ms);
+        curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_discard);
+        curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_header);
+        queue->easy = easy;
+    }
+    CURL *easy = queue->easy;
     attempt->easy = easy;
     curl_easy_setopt (easy, CURLOPT_URL, d->url);
-    curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http");
-    curl_easy_setopt (easy, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (easy, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 0L); // a 3xx is a failure, never followed
-    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long)self->ctx->config->webhook_timeout_ms);
-    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, attempt->header_nodes);
     curl_easy_setopt (easy, CURLOPT_POSTFIELDS, d->body.data);
     curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE, (long)d->body.len);
-    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_discard);
-    curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_header);
     curl_easy_setopt (easy, CURLOPT_HEADERDATA, attempt);
     curl_easy_setopt (easy, CURLOPT_PRIVATE, attempt);
     queue->in_flight = true;
@@ -418,6 +535,7 @@ static void s_finish (self_t *self, attempt_t *attempt, long code, const char *f
     if (answered && code >= 200 && code < 300) {
         d->status = MC__DELIVERY_STATUS__DELIVERY_DELIVERED;
         s_set_error (d, "");
+        d->body.len = 0; // listings leave bodies out and a delivered one is never sent again
         s_save (self, d, false); // a lost "delivered" only means one more (allowed) duplicate
         char key[256];
         s_key (d, key, sizeof key);
@@ -480,8 +598,12 @@ static void s_kick (self_t *self, queue_t *queue)
         s_attempt (self, queue);
 }
 
-static void s_check_multi (self_t *self)
+//  Lets curl do what its sockets and timers allow, then finishes every transfer that
+//  ended (each starts its queue's next head).
+static void s_run_curl (self_t *self)
 {
+    int running = 0;
+    curl_multi_perform (self->multi, &running);
     CURLMsg *msg;
     int left;
     while ((msg = curl_multi_info_read (self->multi, &left)))
@@ -495,85 +617,11 @@ static void s_check_multi (self_t *self)
         }
 }
 
-//  --- libcurl <-> zloop -------------------------------------------------------------
-
-static int s_on_curl_socket (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+//  Starts the heads that became due (retries) or can now go (a secret arrived).
+static void s_kick_all (self_t *self)
 {
-    self_t *self = arg;
-    int flags = 0;
-    if (item->revents & ZMQ_POLLIN)
-        flags |= CURL_CSELECT_IN;
-    if (item->revents & ZMQ_POLLOUT)
-        flags |= CURL_CSELECT_OUT;
-    if (item->revents & ZMQ_POLLERR)
-        flags |= CURL_CSELECT_ERR;
-    int running = 0;
-    curl_multi_socket_action (self->multi, item->fd, flags, &running);
-    s_check_multi (self);
-    return 0;
-}
-
-static int s_socket_cb (CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    self_t *self = userp;
-    watch_t *watch = socketp;
-    if (watch && watch->registered) {
-        zloop_poller_end (self->loop, &watch->item);
-        watch->registered = false;
-    }
-    if (what == CURL_POLL_REMOVE) {
-        free (watch);
-        curl_multi_assign (self->multi, fd, NULL);
-        return 0;
-    }
-    if (!watch) {
-        watch = calloc (1, sizeof *watch);
-        assert (watch);
-        curl_multi_assign (self->multi, fd, watch);
-    }
-    short events = 0;
-    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-        events |= ZMQ_POLLIN;
-    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-        events |= ZMQ_POLLOUT;
-    watch->item = (zmq_pollitem_t){NULL, fd, events, 0};
-    zloop_poller (self->loop, &watch->item, s_on_curl_socket, self);
-    zloop_poller_set_tolerant (self->loop, &watch->item);
-    watch->registered = true;
-    return 0;
-}
-
-static int s_on_curl_timer (zloop_t *loop, int timer_id, void *arg)
-{
-    self_t *self = arg;
-    self->curl_timer = -1;
-    int running = 0;
-    curl_multi_socket_action (self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    s_check_multi (self);
-    return 0;
-}
-
-static int s_timer_cb (CURLM *multi, long timeout_ms, void *userp)
-{
-    self_t *self = userp;
-    if (self->curl_timer >= 0) {
-        zloop_timer_end (self->loop, self->curl_timer);
-        self->curl_timer = -1;
-    }
-    //  0 ms is curl's "act now": a zero-delay timer fires on the loop's next pass (a 1 ms
-    //  floor here added a millisecond to every step of every delivery).
-    if (timeout_ms >= 0)
-        self->curl_timer = zloop_timer (self->loop, (size_t)timeout_ms, 1, s_on_curl_timer, self);
-    return 0;
-}
-
-//  Every 100 ms: start the heads that became due (retries).
-static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
-{
-    self_t *self = arg;
     for (queue_t *queue = zhashx_first (self->queues); queue; queue = zhashx_next (self->queues))
         s_kick (self, queue);
-    return 0;
 }
 
 //  --- requests ---------------------------------------------------------------------
@@ -582,6 +630,7 @@ static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
 //  each request (group commit).
 static void s_enqueue_batch (self_t *self, zlistx_t *requests)
 {
+    s_flush (self);
     mc_store_batch_t *batch = mc_store_batch_new ();
     zlistx_t *fresh = zlistx_new ();
     for (mc_request_t *req = zlistx_first (requests); req; req = zlistx_next (requests)) {
@@ -635,19 +684,19 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
     zlistx_destroy (&fresh);
     zhashx_destroy (&woken);
     if (ok)
-        for (queue_t *queue = zhashx_first (self->queues); queue;
-             queue = zhashx_next (self->queues))
-            s_kick (self, queue);
+        s_kick_all (self);
 }
 
 static void s_on_secret (self_t *self, mc_request_t *req)
 {
     Mc__WebhookSecret *s = req->env->webhook_secret;
     if (s->module && *s->module && s->secret && strlen (s->secret) == 64) {
-        zhashx_update (self->secrets, s->module, strdup (s->secret));
-        for (queue_t *queue = zhashx_first (self->queues); queue;
-             queue = zhashx_next (self->queues))
-            s_kick (self, queue);
+        secret_t *secret = malloc (sizeof *secret);
+        assert (secret);
+        memcpy (secret->text, s->secret, 65);
+        crypto_auth_hmacsha256_init (&secret->keyed, (const uint8_t *)secret->text, 64);
+        zhashx_update (self->secrets, s->module, secret);
+        s_kick_all (self);
     }
     mc_env_t reply = MC__ENVELOPE__INIT;
     mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
@@ -663,11 +712,9 @@ static int s_collect_keys (const char *key, size_t klen, const void *value, size
 static void s_on_forget (self_t *self, mc_request_t *req)
 {
     const char *module = req->env->webhook_forget->module;
+    s_flush (self);
     if (module && *module) {
-        char *secret = zhashx_lookup (self->secrets, module);
-        if (secret)
-            sodium_memzero (secret, strlen (secret));
-        zhashx_delete (self->secrets, module);
+        zhashx_delete (self->secrets, module); // wiped by s_secret_free
         zhashx_delete (self->delivered, module);
         zlistx_t *keys = zhashx_keys (self->queues);
         for (char *key = zlistx_first (keys); key; key = zlistx_next (keys)) {
@@ -730,6 +777,7 @@ static int s_by_seq (const void *a, const void *b)
 static void s_on_list (self_t *self, mc_request_t *req)
 {
     Mc__WebhookList *query = req->env->webhook_list;
+    s_flush (self);
     char prefix[256];
     snprintf (prefix, sizeof prefix, "wh/%s%s", query->module ? query->module : "",
               query->module && *query->module ? "/" : "");
@@ -767,6 +815,7 @@ static void s_on_list (self_t *self, mc_request_t *req)
 static void s_on_retry (self_t *self, mc_request_t *req)
 {
     Mc__WebhookRetry *retry = req->env->webhook_retry;
+    s_flush (self);
     Mc__WebhookList all = MC__WEBHOOK_LIST__INIT;
     scan_t scan = {&all, zlistx_new (), retry->delivery_id ? retry->delivery_id : ""};
     zlistx_set_destructor (scan.found, s_delivery_free);
@@ -820,9 +869,8 @@ static void s_on_retry (self_t *self, mc_request_t *req)
     zlistx_destroy (&scan.found);
 }
 
-static int s_on_request (zloop_t *loop, zsock_t *reader, void *arg)
+static void s_on_request (self_t *self)
 {
-    self_t *self = arg;
     zlistx_t *enqueues = zlistx_new ();
     zlistx_set_destructor (enqueues, (zlistx_destructor_fn *)mc_request_destroy);
     //  Take everything waiting (up to a bound), so enqueues share one synced write.
@@ -858,18 +906,16 @@ static int s_on_request (zloop_t *loop, zsock_t *reader, void *arg)
     if (zlistx_size (enqueues))
         s_enqueue_batch (self, enqueues);
     zlistx_destroy (&enqueues);
-    return 0;
 }
 
 //  The sdk actor's answer to a push: ACKed (OK) or not (NOT_CONNECTED, NACK, TIMEOUT).
-static int s_on_sdk (zloop_t *loop, zsock_t *reader, void *arg)
+static void s_on_sdk (self_t *self)
 {
-    self_t *self = arg;
     zframe_t *frame = zframe_recv (self->sdk);
     mc_env_t *reply = mc_env_unpack (frame);
     zframe_destroy (&frame);
     if (!reply)
-        return 0;
+        return;
     char key[24];
     snprintf (key, sizeof key, "%" PRIu64, reply->request_id);
     attempt_t *attempt = zhashx_lookup (self->native, key);
@@ -879,15 +925,69 @@ static int s_on_sdk (zloop_t *loop, zsock_t *reader, void *arg)
         s_finish (self, attempt, reply->status == MC__STATUS__STATUS_OK ? 200 : 0, why);
     }
     mc_env_free (reply);
-    return 0;
 }
 
-static int s_on_pipe (zloop_t *loop, zsock_t *reader, void *arg)
+static void s_on_pipe (self_t *self, zsock_t *pipe)
 {
-    char *command = zstr_recv (reader);
-    int rc = (!command || streq (command, "$TERM")) ? -1 : 0;
+    char *command = zstr_recv (pipe);
+    if (!command || streq (command, "$TERM"))
+        self->terminated = true;
     zstr_free (&command);
-    return rc;
+}
+
+static bool s_readable (zsock_t *sock)
+{
+    return (zsock_events (sock) & ZMQ_POLLIN) != 0;
+}
+
+//  The loop (see DESIGN at the top).
+static void s_run (self_t *self, zsock_t *pipe)
+{
+    struct curl_waitfd waits[] = {
+        {zsock_fd (pipe), CURL_WAIT_POLLIN, 0},
+        {zsock_fd (self->router), CURL_WAIT_POLLIN, 0},
+        {zsock_fd (self->sdk), CURL_WAIT_POLLIN, 0},
+    };
+    //  Sockets that may have a message: their ZMQ_FD fired, or ZMQ_EVENTS said so.
+    bool pipe_ready = true, router_ready = true, sdk_ready = true;
+    int64_t next_tick = zclock_mono () + TICK_MS;
+    while (!self->terminated) {
+        if (pipe_ready && s_readable (pipe))
+            s_on_pipe (self, pipe);
+        if (router_ready && s_readable (self->router))
+            s_on_request (self);
+        for (size_t n = 0; sdk_ready && n < SDK_REPLIES_MAX && s_readable (self->sdk); n++)
+            s_on_sdk (self);
+        int64_t now = zclock_mono ();
+        if (now >= next_tick) {
+            s_kick_all (self);
+            next_tick = now + TICK_MS;
+        }
+        s_run_curl (self);
+        int64_t flush = s_flush_due (self);
+        if (flush == 0) {
+            s_flush (self);
+            flush = -1;
+        }
+        //  ZMQ_EVENTS last: it re-arms the edge-triggered ZMQ_FDs (sends of this pass
+        //  may have consumed their edge), so a message that is already waiting is
+        //  taken on the next pass instead of being slept on.
+        pipe_ready = s_readable (pipe);
+        router_ready = s_readable (self->router);
+        sdk_ready = s_readable (self->sdk);
+        int64_t timeout = 0;
+        if (!pipe_ready && !router_ready && !sdk_ready) {
+            timeout = next_tick - zclock_mono ();
+            if (flush >= 0 && flush < timeout)
+                timeout = flush;
+            if (timeout < 0)
+                timeout = 0;
+        }
+        curl_multi_poll (self->multi, waits, 3, (int)timeout, NULL);
+        pipe_ready = pipe_ready || waits[0].revents;
+        router_ready = router_ready || waits[1].revents;
+        sdk_ready = sdk_ready || waits[2].revents;
+    }
 }
 
 //  Start-up: pending records back into their queues; delivered keys remembered.
@@ -918,48 +1018,38 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     assert (self);
     self->ctx = args;
     self->next_seq = 1;
-    self->curl_timer = -1;
     self->router = mc_actor_bind ("webhook");
     self->eventbus = mc_client_new ("eventbus");
     self->registry = mc_client_new ("registry");
     self->sdk = mc_client_new ("sdk");
     self->native = zhashx_new ();
-    self->loop = zloop_new ();
     self->queues = zhashx_new ();
     zhashx_set_destructor (self->queues, s_queue_free);
     self->secrets = zhashx_new ();
-    zhashx_set_destructor (self->secrets, (zhashx_destructor_fn *)zstr_free);
+    zhashx_set_destructor (self->secrets, s_secret_free);
     self->delivered = zhashx_new ();
     zhashx_set_destructor (self->delivered, s_delivered_free);
     self->multi = curl_multi_init ();
-    curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, s_socket_cb);
-    curl_multi_setopt (self->multi, CURLMOPT_SOCKETDATA, self);
-    curl_multi_setopt (self->multi, CURLMOPT_TIMERFUNCTION, s_timer_cb);
-    curl_multi_setopt (self->multi, CURLMOPT_TIMERDATA, self);
     curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, 1024L);
     bool ok = self->router && self->eventbus && self->multi &&
               mc_store_scan (self->ctx->store, "wh/", s_load_one, self) == 0;
     size_t pending = 0;
     for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues))
         pending += zlistx_size (q->pending);
+    s_flush (self); // the loading trimmed old DELIVERED records
     if (mc_actor_ready (pipe, ok ? 0 : -1) == 0) {
         zsys_info ("webhook: %zu pending deliveries in the outbox", pending);
-        zloop_reader (self->loop, pipe, s_on_pipe, self);
-        zloop_reader (self->loop, self->router, s_on_request, self);
-        zloop_reader (self->loop, self->sdk, s_on_sdk, self);
-        zloop_timer (self->loop, 100, 0, s_on_tick, self);
-        zloop_set_nonstop (self->loop, true);
-        zloop_start (self->loop);
+        s_run (self, pipe);
     }
     //  In-flight attempts are abandoned; their records stay PENDING and resume later.
     for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues))
         if (q->attempt)
             s_abandon (self, q->attempt, true);
+    s_flush (self);
+    zhashx_destroy (&self->queues); // their easy handles, out of the multi now
     curl_multi_cleanup (self->multi);
-    zhashx_destroy (&self->queues);
     zhashx_destroy (&self->secrets);
     zhashx_destroy (&self->delivered);
-    zloop_destroy (&self->loop);
     zsock_destroy (&self->router);
     zsock_destroy (&self->eventbus);
     zsock_destroy (&self->registry);
