@@ -260,7 +260,7 @@ static void *s_health_worker (void *arg)
     health_job_t *job = arg;
     int64_t deadline = zclock_mono () + job->timeout_ms;
     int last = -1;
-    int delay = 20;
+    int delay = 2; // modules are often up within milliseconds: first probes come fast
     bool ok = false;
     while (zclock_mono () < deadline) {
         if (kill (job->pid, 0) != 0)
