@@ -27,6 +27,7 @@ static struct {
     atomic_uint_fast64_t latency[MC_METRICS_MAX_ROUTES + 1][BOUNDS + 1]; // histogram
     atomic_uint_fast64_t latency_ns[MC_METRICS_MAX_ROUTES + 1];          // sum
     atomic_uint_fast64_t rate_limited;
+    atomic_uint_fast64_t sdk_overloaded;
     atomic_uint_fast64_t deliveries[MC_DELIVERY_OUTCOMES];
     atomic_int_fast64_t outbox;
 } s_m;
@@ -128,6 +129,11 @@ void mc_metrics_request (int route, int status, uint64_t duration_ns)
         }
     atomic_fetch_add_explicit (&s_m.latency[r][b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit (&s_m.latency_ns[r], duration_ns, memory_order_relaxed);
+}
+
+void mc_metrics_sdk_overloaded (void)
+{
+    atomic_fetch_add_explicit (&s_m.sdk_overloaded, 1, memory_order_relaxed);
 }
 
 void mc_metrics_rate_limited (void)
@@ -247,6 +253,12 @@ char *mc_metrics_render (const char *const *route_names, size_t route_count, con
            "# TYPE modcore_rate_limited_total counter\n"
            "modcore_rate_limited_total %llu\n",
            (unsigned long long)atomic_load (&s_m.rate_limited));
+    s_put (&b,
+           "# HELP modcore_sdk_overloaded_total Native requests refused unrun (503 OVERLOADED): "
+           "the worker queue was full or the request waited past the call timeout.\n"
+           "# TYPE modcore_sdk_overloaded_total counter\n"
+           "modcore_sdk_overloaded_total %llu\n",
+           (unsigned long long)atomic_load (&s_m.sdk_overloaded));
     s_put (&b, "# HELP modcore_actor_queue_depth Messages waiting on an actor's socket.\n"
                "# TYPE modcore_actor_queue_depth gauge\n");
     for (int i = 0; i < MC_METRICS_MAX_ACTORS; i++) {

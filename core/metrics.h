@@ -42,6 +42,9 @@ void mc_metrics_request (int route, int status, uint64_t duration_ns);
 //  A request refused by the rate limit.
 void mc_metrics_rate_limited (void);
 
+//  One native request refused unrun because the core was overloaded.
+void mc_metrics_sdk_overloaded (void);
+
 //  Webhook outcomes and the outbox size.
 typedef enum {
     MC_DELIVERY_DELIVERED = 0, // 2xx / ACK

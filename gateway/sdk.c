@@ -37,6 +37,7 @@
 #include "core/actor.h"
 #include "core/context.h"
 #include "core/fsutil.h"
+#include "core/metrics.h"
 #include "envelope_cases.h"
 #include "gateway/http.h"
 #include "sdk.pb-c.h"
@@ -248,6 +249,7 @@ static void s_on_hello (self_t *self, int endpoint, zframe_t *routing_id, frame_
 //  A RESPONSE that refuses a request without running it (overload).
 static zframe_t *s_refusal (uint64_t id, int status, const char *code, const char *detail)
 {
+    mc_metrics_sdk_overloaded ();
     char *body = zsys_sprintf ("{\"error\":\"%s\",\"detail\":\"%s\"}", code, detail);
     Mc__Sdk__Response response = MC__SDK__RESPONSE__INIT;
     response.status = (uint32_t)status;

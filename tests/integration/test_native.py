@@ -125,14 +125,27 @@ def test_04_rate_limit_shared():
     require(out["ok"] <= bound, f"the native burst did not see the HTTP spends: {out}")
 
 
+def overloaded_metric():
+    r = harness.request(C.daemon.port, "GET", "/metrics",
+                        headers={"Authorization": "Bearer " + C.admin})
+    require(r.status == 200, f"/metrics: {r!r}")
+    for line in r.body.decode().splitlines():
+        if line.startswith("modcore_sdk_overloaded_total "):
+            return float(line.split()[1])
+    raise AssertionError("no modcore_sdk_overloaded_total in /metrics")
+
+
 @test
 def test_04b_overload_sheds():
     """Requests that need a worker beyond [sdk] queue_max are refused at once with 503
     OVERLOADED and Retry-After, unrun (no rate-limit unit spent); the session and the
     core go on serving."""
     time.sleep(1.5)
+    before = overloaded_metric()
     out = probe(C.probe_token, "burst", "2000", "GET", "/modules/self")[0]
     print(f"    burst of 2000 with queue_max 8: {out}")
+    require(overloaded_metric() - before == out["overloaded"],
+            f"modcore_sdk_overloaded_total does not count the {out['overloaded']} refusals")
     require(out["answered"] == 2000, f"not every request answered: {out}")
     require(out["overloaded"] > 0, f"no request was refused as OVERLOADED: {out}")
     require(out["ok"] + out["limited"] + out["overloaded"] == 2000, f"other statuses: {out}")
