@@ -154,8 +154,9 @@ static void s_publish (self_t *self)
     mc_slot_publish (self->ctx->devices_view, &view->shared);
 }
 
-//  Sets the published text of a device (added or replaced) from its JSON.
-static void s_text_put (self_t *self, const char *id, json_t *device)
+//  A device's published text, rendered once from its JSON: the same bytes are stored,
+//  published and sent in the reply.
+static device_text_t *s_text_new (const char *id, json_t *device)
 {
     char *json = json_dumps (device, JSON_COMPACT);
     assert (json);
@@ -167,6 +168,12 @@ static void s_text_put (self_t *self, const char *id, json_t *device)
     snprintf (text->id, sizeof text->id, "%s", id);
     memcpy (text->text, json, len + 1);
     free (json);
+    return text;
+}
+
+//  Adds or replaces a device's text among the published ones (the reference is taken).
+static void s_text_put (self_t *self, device_text_t *text)
+{
     bool found;
     size_t at = s_search (self->items, self->count, text->id, &found);
     if (found) {
@@ -232,32 +239,24 @@ static void s_json_free (void **item)
     *item = NULL;
 }
 
-static int s_save (self_t *self, const char *id, json_t *device)
+static int s_save (self_t *self, const device_text_t *text)
 {
     char key[64];
-    snprintf (key, sizeof key, "dev/%s", id);
-    char *text = json_dumps (device, JSON_COMPACT);
-    int rc = mc_store_put (self->ctx->store, key, text, strlen (text), true);
-    free (text);
-    return rc;
+    snprintf (key, sizeof key, "dev/%s", text->id);
+    return mc_store_put (self->ctx->store, key, text->text, text->len, true);
 }
 
-//  Replies with the given devices (borrowed) as JSON text.
-static void s_reply_devices (self_t *self, mc_request_t *req, json_t **devices, size_t n)
+//  Replies with one device's JSON text.
+static void s_reply_device (self_t *self, mc_request_t *req, const device_text_t *text)
 {
-    char **texts = calloc (n + 1, sizeof *texts);
-    for (size_t i = 0; i < n; i++)
-        texts[i] = json_dumps (devices[i], JSON_COMPACT);
+    char *texts[] = {(char *)text->text};
     Mc__DeviceJson body = MC__DEVICE_JSON__INIT;
-    body.n_devices = n;
+    body.n_devices = 1;
     body.devices = texts;
     mc_env_t reply = MC__ENVELOPE__INIT;
     reply.body_case = MC__ENVELOPE__BODY_DEVICE_JSON;
     reply.device_json = &body;
     mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
-    for (size_t i = 0; i < n; i++)
-        free (texts[i]);
-    free (texts);
 }
 
 static void s_not_found (self_t *self, mc_request_t *req, const char *id)
@@ -297,16 +296,18 @@ static void s_create (self_t *self, mc_request_t *req)
     if (!meta)
         json_decref (json_object_get (device, "meta"));
     json_decref (body);
-    if (s_save (self, id, device) != 0) {
+    device_text_t *text = s_text_new (id, device);
+    if (s_save (self, text) != 0) {
         mc_reply_error (self->router, req->routing_id, req->env->request_id,
                         MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot store the device");
+        mc_shared_release (&text->shared);
         json_decref (device);
         return;
     }
     zhashx_insert (self->devices, id, device);
-    s_text_put (self, id, device);
+    s_text_put (self, text);
     s_publish (self);
-    s_reply_devices (self, req, &device, 1);
+    s_reply_device (self, req, text);
     mc_publish_core_event (self->eventbus, "device.registered",
                            json_pack ("{s:s, s:O}", "device_id", id, "device", device));
 }
@@ -334,15 +335,17 @@ static void s_set_state (self_t *self, mc_request_t *req)
     mc_time_iso (mc_time_unix (), seen, sizeof seen);
     json_object_set (updated, "state", state);
     json_object_set_new (updated, "last_seen", json_string (seen));
-    if (s_save (self, set->device_id, updated) != 0) {
+    device_text_t *text = s_text_new (set->device_id, updated);
+    if (s_save (self, text) != 0) {
         mc_reply_error (self->router, req->routing_id, req->env->request_id,
                         MC__STATUS__STATUS_INTERNAL, "STORE_FAILED", "cannot store the device");
+        mc_shared_release (&text->shared);
         json_decref (updated);
     } else {
         zhashx_update (self->devices, set->device_id, updated);
-        s_text_put (self, set->device_id, updated);
+        s_text_put (self, text);
         s_publish (self);
-        s_reply_devices (self, req, &updated, 1);
+        s_reply_device (self, req, text);
         mc_publish_core_event (
             self->eventbus, "device.state_changed",
             json_pack ("{s:s, s:O, s:O, s:s}", "device_id", set->device_id, "old_state", old_state,
@@ -420,7 +423,7 @@ static int s_load_one (const char *key, size_t klen, const void *value, size_t v
         return 0;
     }
     zhashx_insert (self->devices, id, device);
-    s_text_put (self, id, device);
+    s_text_put (self, s_text_new (id, device));
     return 0;
 }
 

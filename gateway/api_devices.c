@@ -15,9 +15,10 @@ static int s_answer (mc_http_req_t *req, mc_env_t *reply, int ok_status)
     else if (reply->body_case != MC__ENVELOPE__BODY_DEVICE_JSON ||
              reply->device_json->n_devices != 1)
         status = mc_http_error (req, 500, "INTERNAL", "unexpected answer from devices");
-    else
+    else // the actor's compact JSON, sent as it is
         status =
-            mc_http_json (req, ok_status, json_loads (reply->device_json->devices[0], 0, NULL));
+            mc_http_send (req, ok_status, NULL, "application/json", reply->device_json->devices[0],
+                          strlen (reply->device_json->devices[0]));
     mc_env_free (reply);
     return status;
 }
