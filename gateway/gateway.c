@@ -190,13 +190,14 @@ static const route_t *s_find (const char *method, mc_http_req_t *req, int *index
     return NULL;
 }
 
-bool mc_gateway_answers_here (const char *method, const char *uri)
+bool mc_gateway_answers_here (const char *method, const char *path)
 {
     char decoded[4096];
-    size_t len = strcspn (uri, "?");
-    if (len >= sizeof decoded || mg_url_decode (uri, (int)len, decoded, (int)sizeof decoded, 0) < 0)
-        return true; // answered 400 at once
-    mc_http_req_t req = {.path = strncmp (decoded, "/api/v1", 7) == 0 ? decoded + 7 : decoded};
+    size_t len = strcspn (path, "?");
+    if (len >= sizeof decoded ||
+        mg_url_decode (path, (int)len, decoded, (int)sizeof decoded, 0) < 0)
+        return true;                       // answered 400 at once
+    mc_http_req_t req = {.path = decoded}; // below /api/v1, as s_route matches it
     bool path_known = false;
     int index = -1;
     char allow[64] = "";

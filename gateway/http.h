@@ -68,11 +68,11 @@ void mc_http_close_after (mc_http_req_t *req);
 //  permission, handler. Returns the status sent.
 int mc_gateway_dispatch (mc_http_req_t *req);
 
-//  True if a request for method and uri (as sent: encoded, with any query) is answered
-//  in the calling thread without waiting on an actor (routes marked so, and requests
-//  no route serves): an event loop may dispatch those itself instead of handing them to
-//  a worker thread.
-bool mc_gateway_answers_here (const char *method, const char *uri);
+//  True if a request for method and path (below /api/v1, as a native REQUEST carries
+//  it: encoded, with any query) is answered in the calling thread without waiting on an
+//  actor (routes marked so, and requests no route serves): an event loop may dispatch
+//  those itself instead of handing them to a worker thread.
+bool mc_gateway_answers_here (const char *method, const char *path);
 
 //  Sockets for one thread that serves requests (civetweb worker or native worker).
 mc_http_thread_t *mc_http_thread_new (void);

@@ -246,22 +246,30 @@ static void s_on_hello (self_t *self, int endpoint, zframe_t *routing_id, frame_
                hello->sdk && *hello->sdk ? hello->sdk : "unknown sdk");
 }
 
-//  A RESPONSE that refuses a request without running it (overload).
-static zframe_t *s_refusal (uint64_t id, int status, const char *code, const char *detail)
+//  An encoded RESPONSE frame answering request id.
+static zframe_t *s_response (uint64_t id, int status, const char *body, size_t len,
+                             unsigned retry_after_s)
 {
-    mc_metrics_sdk_overloaded ();
-    char *body = zsys_sprintf ("{\"error\":\"%s\",\"detail\":\"%s\"}", code, detail);
     Mc__Sdk__Response response = MC__SDK__RESPONSE__INIT;
     response.status = (uint32_t)status;
     response.body.data = (uint8_t *)body;
-    response.body.len = strlen (body);
-    response.retry_after_s = 1;
+    response.body.len = len;
+    response.retry_after_s = retry_after_s;
     frame_t reply = MC__SDK__FRAME__INIT;
     reply.id = id;
     reply.body_case = MC__SDK__FRAME__BODY_RESPONSE;
     reply.response = &response;
     zframe_t *out = zframe_new (NULL, mc__sdk__frame__get_packed_size (&reply));
     mc__sdk__frame__pack (&reply, zframe_data (out));
+    return out;
+}
+
+//  503 OVERLOADED for a request refused without running it (counted in the metrics).
+static zframe_t *s_overloaded (uint64_t id, const char *detail)
+{
+    mc_metrics_sdk_overloaded ();
+    char *body = zsys_sprintf ("{\"error\":\"OVERLOADED\",\"detail\":\"%s\"}", detail);
+    zframe_t *out = s_response (id, 503, body, strlen (body), 1);
     zstr_free (&body);
     return out;
 }
@@ -271,8 +279,7 @@ static zframe_t *s_refusal (uint64_t id, int status, const char *code, const cha
 static void s_forward_request (self_t *self, session_t *session, frame_t *frame, zframe_t *raw)
 {
     if (self->queued >= self->ctx->config->sdk_queue_max) {
-        zframe_t *refusal =
-            s_refusal (frame->id, 503, "OVERLOADED", "the core is busy: retry after 1 s");
+        zframe_t *refusal = s_overloaded (frame->id, "the core is busy: retry after 1 s");
         s_send_data (self, session, &refusal);
         return;
     }
@@ -534,7 +541,6 @@ static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
 static zframe_t *s_serve (mc_context_t *ctx, mc_http_thread_t *thread, const char *token,
                           frame_t *frame)
 {
-    Mc__Sdk__Response response = MC__SDK__RESPONSE__INIT;
     mc_http_capture_t capture = {0};
     static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
     Mc__Sdk__Request *request = frame ? frame->request : NULL;
@@ -579,17 +585,8 @@ static zframe_t *s_serve (mc_context_t *ctx, mc_http_thread_t *thread, const cha
         mc_gateway_dispatch (&req);
         memset (authorization, 0, sizeof authorization);
     }
-    response.status = (uint32_t)capture.status;
-    response.body.data = (uint8_t *)capture.body;
-    response.body.len = capture.body_len;
-    response.retry_after_s = capture.retry_after;
-    frame_t reply = MC__SDK__FRAME__INIT;
-    reply.id = frame ? frame->id : 0;
-    reply.body_case = MC__SDK__FRAME__BODY_RESPONSE;
-    reply.response = &response;
-    size_t len = mc__sdk__frame__get_packed_size (&reply);
-    zframe_t *out = zframe_new (NULL, len);
-    mc__sdk__frame__pack (&reply, zframe_data (out));
+    zframe_t *out = s_response (frame ? frame->id : 0, capture.status, capture.body,
+                                capture.body_len, capture.retry_after);
     free (capture.body);
     return out;
 }
@@ -625,8 +622,8 @@ static void s_worker (zsock_t *pipe, void *args)
         //  likely given up, and serving it would only delay the requests behind it.
         zframe_t *answer =
             zclock_mono () - queued_at > (int64_t)ctx->config->call_timeout_ms
-                ? s_refusal (frame ? frame->id : 0, 503, "OVERLOADED",
-                             "the request waited too long for a worker: retry after 1 s")
+                ? s_overloaded (frame ? frame->id : 0,
+                                "the request waited too long for a worker: retry after 1 s")
                 : s_serve (ctx, thread, token, frame);
         if (frame)
             mc__sdk__frame__free_unpacked (frame, NULL);
