@@ -1379,14 +1379,6 @@ static int s_on_monitor (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-static int s_on_pipe (zloop_t *loop, zsock_t *reader, void *arg)
-{
-    char *command = zstr_recv (reader);
-    int rc = (!command || streq (command, "$TERM")) ? -1 : 0;
-    zstr_free (&command);
-    return rc;
-}
-
 //  Stops every process: SIGTERM to all modules, wait up to the grace period, SIGKILL;
 //  then removes this core's cgroups.
 static void s_stop_all (self_t *self)
@@ -1499,7 +1491,7 @@ void mc_sandbox_actor (zsock_t *pipe, void *args)
     if (orphans > 0)
         zsys_warning ("sandbox: killed %d process(es) left by a previous run", orphans);
     s_remove_stray_env_files (self);
-    zloop_reader (self->loop, pipe, s_on_pipe, self);
+    zloop_reader (self->loop, pipe, mc_actor_on_pipe, self);
     zloop_reader (self->loop, self->router, s_on_request, self);
     zloop_reader (self->loop, self->health, s_on_health, self);
     zloop_timer (self->loop, 500, 0, s_on_reap_timer, self);

@@ -270,6 +270,15 @@ int mc_status_http (Mc__Status status)
     return 500;
 }
 
+int mc_actor_on_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
+{
+    (void)loop, (void)arg;
+    char *command = zstr_recv (pipe);
+    int rc = (!command || streq (command, "$TERM")) ? -1 : 0;
+    zstr_free (&command);
+    return rc;
+}
+
 void mc_actor_serve (zsock_t *pipe, zsock_t *router, void (*on_request) (void *self), void *self)
 {
     zpoller_t *poller = zpoller_new (pipe, router, NULL);

@@ -84,6 +84,9 @@ int mc_status_http (Mc__Status status);
 //  for each message on router until $TERM (or interruption) arrives on the pipe.
 void mc_actor_serve (zsock_t *pipe, zsock_t *router, void (*on_request) (void *self), void *self);
 
+//  A zloop reader for an actor's pipe: ends the loop on $TERM (or interruption).
+int mc_actor_on_pipe (zloop_t *loop, zsock_t *pipe, void *arg);
+
 //  Start-up handshake. An actor calls this once its sockets are bound (rc 0) or when
 //  it cannot start (rc -1, then it returns). Returns rc.
 int mc_actor_ready (zsock_t *pipe, int rc);

@@ -672,14 +672,6 @@ static int s_on_work (zloop_t *loop, zsock_t *reader, void *arg)
     return 0;
 }
 
-static int s_on_pipe (zloop_t *loop, zsock_t *reader, void *arg)
-{
-    char *command = zstr_recv (reader);
-    int rc = (!command || streq (command, "$TERM")) ? -1 : 0;
-    zstr_free (&command);
-    return rc;
-}
-
 //  Binds a module-facing ROUTER; NULL (logged) if it cannot.
 static zsock_t *s_bind_frontend (const char *endpoint, zcert_t *cert)
 {
@@ -759,7 +751,7 @@ void mc_sdk_actor (zsock_t *pipe, void *args)
                    cfg->sdk_tcp_endpoint ? " and " : "",
                    cfg->sdk_tcp_endpoint ? cfg->sdk_tcp_endpoint : "");
         zloop_t *loop = zloop_new ();
-        zloop_reader (loop, pipe, s_on_pipe, self);
+        zloop_reader (loop, pipe, mc_actor_on_pipe, self);
         zloop_reader (loop, self->router, s_on_router, self);
         zloop_reader (loop, self->work, s_on_work, self);
         zloop_reader (loop, self->frontends[0], s_on_ipc, self);
