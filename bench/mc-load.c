@@ -1510,7 +1510,7 @@ int main (int argc, char **argv)
                         return 1;
                     }
                     s->fd = s->zmtp.fd;
-                    s->want_out = !zmtp_pending (&s->zmtp);
+                    s->want_out = false; // registered for EPOLLIN below; EPOLLOUT if needed
                     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
                     epoll_ctl (w->epfd, EPOLL_CTL_ADD, s->fd, &ev);
                     s_sess_want_out (s);
