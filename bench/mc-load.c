@@ -859,6 +859,10 @@ static void s_run_step (worker_t *w)
         now = s_now ();
         if (w->issuing && (now >= step_end || s_interrupted))
             w->issuing = false;
+        //  A closed loop whose --requests budget is spent ends with its last answer
+        //  (it waited out --duration).
+        if (w->issuing && s_opt.closed && s_opt.max_requests && atomic_load (&s_budget) == 0)
+            w->issuing = false;
         if (w->issuing && !s_opt.closed) {
             while (w->heap_len && w->heap[0].due <= now) {
                 heap_item_t item = s_heap_pop (w);
