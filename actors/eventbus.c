@@ -224,7 +224,6 @@ static bool s_publish (self_t *self, mc_request_t *req)
         d->subscription_id = sub->id;
         d->module = sub->module;
         d->url = sub->webhook_url;
-        d->body = ev.json;
         d->created_ms = d->updated_ms = d->next_attempt_ms = now_ms;
         ptrs[count] = d;
         count++;
@@ -240,6 +239,7 @@ static bool s_publish (self_t *self, mc_request_t *req)
         Mc__WebhookEnqueue enqueue = MC__WEBHOOK_ENQUEUE__INIT;
         enqueue.n_deliveries = count;
         enqueue.deliveries = ptrs;
+        enqueue.body = ev.json; // once for all of them
         mc_env_t env = MC__ENVELOPE__INIT;
         env.body_case = MC__ENVELOPE__BODY_WEBHOOK_ENQUEUE;
         env.webhook_enqueue = &enqueue;

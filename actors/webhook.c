@@ -24,12 +24,17 @@
     two thirds of the thread in zloop and poll with 100 subscribers).
 
     Records. PENDING records are written synced before the enqueue is answered (an
-    acknowledged event is never lost). What a finished attempt changes (DELIVERED, a
-    retry's state, the trimming of old DELIVERED records) is unsynced: lost in a crash,
-    it only means another (allowed) duplicate delivery or an attempt counted again. Those
-    writes wait in one batch (about FLUSH_MS: a crash redelivers about that much);
-    any other access to the store writes the batch first, so the store always sees the
-    actor's writes in order. A DELIVERED record keeps no body: listings leave bodies
+    acknowledged event is never lost). An event's body is written once, next to its
+    deliveries (whb/<seq>), and shared by them in memory with a count of the PENDING
+    and DEAD deliveries that still need it; when the last of them is delivered (or
+    forgotten) the body record is deleted in the same ordered stream of writes, so it
+    never goes before the DELIVERED record that made it unneeded. Start-up deletes
+    body records nothing refers to (a crash between those two writes). What a finished
+    attempt changes (DELIVERED, a retry's state, the trimming of old DELIVERED records)
+    is unsynced: lost in a crash, it only means another (allowed) duplicate delivery or
+    an attempt counted again. Those writes wait in one batch (about FLUSH_MS: a crash
+    redelivers about that much); any other access to the store writes the batch first,
+    so the store always sees the actor's writes in order. A DELIVERED record keeps no body: listings leave bodies
     out, and a delivered delivery is never sent again.
 
     Signing: the HMAC state keyed with a module's secret is made once per secret and
@@ -83,6 +88,14 @@ typedef struct {
     crypto_auth_hmacsha256_state keyed; // after crypto_auth_hmacsha256_init
 } secret_t;
 
+//  An event's body, shared by its deliveries (store key whb/<seq>).
+typedef struct {
+    uint64_t seq;   // its record's
+    uint32_t refs;  // PENDING and DEAD deliveries that refer to it
+    size_t len;     // of data
+    uint8_t data[]; // the event's JSON bytes
+} body_t;
+
 //  One subscription's queue of pending deliveries, oldest first.
 typedef struct attempt_t attempt_t;
 
@@ -92,6 +105,7 @@ typedef struct {
     bool in_flight;        // the head is being attempted
     attempt_t *attempt;    // that attempt, while in_flight
     CURL *easy;            // this subscription's transfer, reused, or NULL until the first
+    char *url;             // the URL easy was last given (curl parses it when set)
 } queue_t;
 
 //  An attempt in progress.
@@ -106,7 +120,6 @@ struct attempt_t {
     char header_lines[HEADERS_MAX][256];
     size_t headers;       // lines used
     uint64_t native_call; // the SdkPush call id (native push), or 0
-    long retry_after_s;   // from a 429's Retry-After, or -1
 };
 
 struct self_t {
@@ -124,6 +137,7 @@ struct self_t {
     zhashx_t *native;        // SdkPush call id (string) -> attempt_t * (pushes in flight)
     zsock_t *sdk;            // DEALER to the sdk actor (native pushes; replies in the loop)
     zhashx_t *delivered;     // module -> zlistx of store keys of DELIVERED records, oldest first
+    zhashx_t *bodies;        // body seq (decimal) -> body_t * (owned)
     uint64_t next_seq;       // seq of the next outbox record
     size_t in_flight;        // attempts running
 };
@@ -291,6 +305,72 @@ static void s_set_error (Mc__Delivery *d, const char *text)
     d->last_error = strdup (text);
 }
 
+//  --- shared bodies -----------------------------------------------------------------
+
+static void s_body_key (uint64_t seq, char *key, size_t size)
+{
+    snprintf (key, size, "whb/%020" PRIu64, seq);
+}
+
+//  The name of a body in self->bodies.
+typedef struct {
+    char text[24];
+} body_name_t;
+
+static body_name_t s_body_name (uint64_t seq)
+{
+    body_name_t name;
+    snprintf (name.text, sizeof name.text, "%" PRIu64, seq);
+    return name;
+}
+
+static body_t *s_body_find (self_t *self, uint64_t seq)
+{
+    return zhashx_lookup (self->bodies, s_body_name (seq).text);
+}
+
+//  A new body, known to the actor with no reference yet.
+static body_t *s_body_new (self_t *self, uint64_t seq, const void *data, size_t len)
+{
+    body_t *body = malloc (sizeof *body + (len ? len : 1));
+    assert (body);
+    body->seq = seq;
+    body->refs = 0;
+    body->len = len;
+    if (len)
+        memcpy (body->data, data, len);
+    zhashx_update (self->bodies, s_body_name (seq).text, body);
+    return body;
+}
+
+//  The bytes to send for d: its shared body, or its own (records from before sharing).
+static ProtobufCBinaryData s_body_of (self_t *self, const Mc__Delivery *d)
+{
+    if (!d->body_seq)
+        return d->body;
+    body_t *body = s_body_find (self, d->body_seq);
+    assert (body); // referenced bodies stay until their last reference goes
+    return (ProtobufCBinaryData){body->len, body->data};
+}
+
+//  Deletes a body's record (in the unsynced batch, after the writes that made it
+//  unneeded) and frees it.
+static void s_body_drop (self_t *self, body_t *body)
+{
+    char key[32];
+    s_body_key (body->seq, key, sizeof key);
+    mc_store_batch_delete (s_batch (self), key);
+    zhashx_delete (self->bodies, s_body_name (body->seq).text);
+}
+
+//  d no longer needs its body: the last reference drops it.
+static void s_body_unref (self_t *self, const Mc__Delivery *d)
+{
+    body_t *body = d->body_seq ? s_body_find (self, d->body_seq) : NULL;
+    if (body && --body->refs == 0)
+        s_body_drop (self, body);
+}
+
 static void s_secret_free (void **item)
 {
     if (*item) {
@@ -322,6 +402,7 @@ static void s_queue_free (void **item)
     assert (!queue->in_flight);
     if (queue->easy)
         curl_easy_cleanup (queue->easy);
+    free (queue->url);
     zlistx_destroy (&queue->pending);
     free (queue->subscription_id);
     free (queue);
@@ -357,32 +438,6 @@ static size_t s_discard (char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-//  Reads Retry-After (delta seconds or an HTTP date) from a response header line.
-static size_t s_header (char *data, size_t size, size_t n, void *arg)
-{
-    attempt_t *attempt = arg;
-    size_t len = size * n;
-    if (len > 12 && strncasecmp (data, "Retry-After:", 12) == 0) {
-        char value[64];
-        size_t vlen = len - 12 < sizeof value - 1 ? len - 12 : sizeof value - 1;
-        memcpy (value, data + 12, vlen);
-        value[vlen] = 0;
-        char *p = value;
-        while (*p == ' ')
-            p++;
-        char *end = NULL;
-        long secs = strtol (p, &end, 10);
-        if (end != p && (*end == '\r' || *end == '\n' || *end == 0))
-            attempt->retry_after_s = secs < 0 ? 0 : secs;
-        else {
-            time_t when = curl_getdate (p, NULL);
-            if (when > 0)
-                attempt->retry_after_s = when > time (NULL) ? (long)(when - time (NULL)) : 0;
-        }
-    }
-    return len;
-}
-
 static void s_kick (self_t *self, queue_t *queue);
 
 //  Ends an attempt's transfer and frees what it holds (and the attempt itself when
@@ -393,7 +448,6 @@ static void s_abandon (self_t *self, attempt_t *attempt, bool free_it)
         //  The easy handle stays with the queue; nothing of the attempt stays in it.
         curl_multi_remove_handle (self->multi, attempt->easy);
         curl_easy_setopt (attempt->easy, CURLOPT_HTTPHEADER, NULL);
-        curl_easy_setopt (attempt->easy, CURLOPT_HEADERDATA, NULL);
         curl_easy_setopt (attempt->easy, CURLOPT_PRIVATE, NULL);
     } else {
         char key[24];
@@ -432,13 +486,13 @@ static void s_attempt (self_t *self, queue_t *queue)
     attempt->owner = self;
     attempt->queue = queue;
     attempt->delivery = d;
-    attempt->retry_after_s = -1;
+    ProtobufCBinaryData body = s_body_of (self, d);
     if (strcmp (d->url, "native:") == 0) {
         //  A native subscription: pushed down the module's SDK session, ACKed there.
         Mc__SdkPush push = MC__SDK_PUSH__INIT;
         push.module = d->module;
         push.delivery_id = d->id;
-        push.json = d->body;
+        push.json = body;
         push.attempt = d->attempts + 1;
         push.timeout_ms = self->ctx->config->webhook_timeout_ms;
         mc_env_t env = MC__ENVELOPE__INIT;
@@ -455,8 +509,8 @@ static void s_attempt (self_t *self, queue_t *queue)
     }
     int64_t now = mc_time_unix ();
     char selena[80], standard[64];
-    s_sign_selena (&secret->keyed, d->body.data, d->body.len, selena);
-    s_sign_standard (&secret->keyed, d->event_id, now, d->body.data, d->body.len, standard);
+    s_sign_selena (&secret->keyed, body.data, body.len, selena);
+    s_sign_standard (&secret->keyed, d->event_id, now, body.data, body.len, standard);
     s_add_header (attempt, "Content-Type: application/json");
     s_add_header (attempt, "X-Selena-Signature: %s", selena);
     s_add_header (attempt, "X-Event-Id: %s", d->event_id);
@@ -479,16 +533,18 @@ static void s_attempt (self_t *self, queue_t *queue)
         curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 0L); // a 3xx is a failure
         curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long)self->ctx->config->webhook_timeout_ms);
         curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_discard);
-        curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_header);
         queue->easy = easy;
     }
     CURL *easy = queue->easy;
     attempt->easy = easy;
-    curl_easy_setopt (easy, CURLOPT_URL, d->url);
+    if (!queue->url || strcmp (queue->url, d->url) != 0) {
+        free (queue->url);
+        queue->url = strdup (d->url);
+        curl_easy_setopt (easy, CURLOPT_URL, d->url);
+    }
     curl_easy_setopt (easy, CURLOPT_HTTPHEADER, attempt->header_nodes);
-    curl_easy_setopt (easy, CURLOPT_POSTFIELDS, d->body.data);
-    curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE, (long)d->body.len);
-    curl_easy_setopt (easy, CURLOPT_HEADERDATA, attempt);
+    curl_easy_setopt (easy, CURLOPT_POSTFIELDS, body.data);
+    curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE, (long)body.len);
     curl_easy_setopt (easy, CURLOPT_PRIVATE, attempt);
     queue->in_flight = true;
     queue->attempt = attempt;
@@ -518,10 +574,12 @@ static void s_dead (self_t *self, queue_t *queue, const char *why, bool publish)
     zlistx_delete (queue->pending, zlistx_cursor (queue->pending));
 }
 
-//  An attempt is over: decide the head's fate, then go on with the queue.
-//  An attempt is over: code is the HTTP status (200 for an ACKed push), or 0 when no
-//  answer came, with failure saying why.
-static void s_finish (self_t *self, attempt_t *attempt, long code, const char *failure)
+//  An attempt is over: decide the head's fate, then go on with the queue. code is the
+//  HTTP status (200 for an ACKed push), or 0 when no answer came, with failure saying
+//  why; retry_after_s is a 429's Retry-After in seconds (curl reads both the seconds
+//  and the HTTP-date forms), or 0 without one.
+static void s_finish (self_t *self, attempt_t *attempt, long code, const char *failure,
+                      long retry_after_s)
 {
     queue_t *queue = attempt->queue;
     Mc__Delivery *d = attempt->delivery;
@@ -537,6 +595,7 @@ static void s_finish (self_t *self, attempt_t *attempt, long code, const char *f
         s_set_error (d, "");
         d->body.len = 0; // listings leave bodies out and a delivered one is never sent again
         s_save (self, d, false); // a lost "delivered" only means one more (allowed) duplicate
+        s_body_unref (self, d);  // after that write: the body goes when nothing needs it
         char key[256];
         s_key (d, key, sizeof key);
         s_remember_delivered (self, d->module, key);
@@ -569,8 +628,8 @@ static void s_finish (self_t *self, attempt_t *attempt, long code, const char *f
         uint64_t delay =
             mc_webhook_backoff_ms (d->attempts, cfg->webhook_retry_base_ms,
                                    cfg->webhook_retry_cap_ms, randombytes_uniform (1000000) / 1e6);
-        if (code == 429 && attempt->retry_after_s >= 0) {
-            delay = (uint64_t)attempt->retry_after_s * 1000;
+        if (code == 429 && retry_after_s > 0) {
+            delay = (uint64_t)retry_after_s * 1000;
             if (delay > cfg->webhook_retry_cap_ms)
                 delay = cfg->webhook_retry_cap_ms;
         }
@@ -611,9 +670,13 @@ static void s_run_curl (self_t *self)
             attempt_t *attempt = NULL;
             curl_easy_getinfo (msg->easy_handle, CURLINFO_PRIVATE, (char **)&attempt);
             long code = 0;
+            curl_off_t retry_after = 0;
             if (msg->data.result == CURLE_OK)
                 curl_easy_getinfo (attempt->easy, CURLINFO_RESPONSE_CODE, &code);
-            s_finish (self, attempt, code, curl_easy_strerror (msg->data.result));
+            if (code == 429)
+                curl_easy_getinfo (attempt->easy, CURLINFO_RETRY_AFTER, &retry_after);
+            s_finish (self, attempt, code, curl_easy_strerror (msg->data.result),
+                      (long)retry_after);
         }
 }
 
@@ -633,14 +696,26 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
     s_flush (self);
     mc_store_batch_t *batch = mc_store_batch_new ();
     zlistx_t *fresh = zlistx_new ();
+    zlistx_t *bodies = zlistx_new (); // body_t * of this batch
     for (mc_request_t *req = zlistx_first (requests); req; req = zlistx_next (requests)) {
         Mc__WebhookEnqueue *enqueue = req->env->webhook_enqueue;
+        body_t *body = NULL;
         for (size_t i = 0; i < enqueue->n_deliveries; i++) {
-            Mc__Delivery *d = s_dup (enqueue->deliveries[i]);
+            //  Taken from the request (its message lets go of them below).
+            Mc__Delivery *d = enqueue->deliveries[i];
             if (!d->module || !*d->module || !d->subscription_id || !*d->subscription_id) {
                 mc__delivery__free_unpacked (d, NULL);
                 continue;
             }
+            if (!body) {
+                body = s_body_new (self, self->next_seq++, enqueue->body.data, enqueue->body.len);
+                zlistx_add_end (bodies, body);
+                char key[32];
+                s_body_key (body->seq, key, sizeof key);
+                mc_store_batch_put (batch, key, body->data, body->len);
+            }
+            body->refs++;
+            d->body_seq = body->seq;
             d->seq = self->next_seq++;
             d->status = MC__DELIVERY_STATUS__DELIVERY_PENDING;
             char key[256];
@@ -651,8 +726,13 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
             free (buf);
             zlistx_add_end (fresh, d);
         }
+        enqueue->n_deliveries = 0; // they are fresh's now (the array itself is freed)
     }
     bool ok = mc_store_batch_write (self->ctx->store, &batch, true) == 0;
+    if (!ok) // nothing was stored: the bodies go with the deliveries
+        for (body_t *body = zlistx_first (bodies); body; body = zlistx_next (bodies))
+            zhashx_delete (self->bodies, s_body_name (body->seq).text);
+    zlistx_destroy (&bodies);
     zhashx_t *woken = zhashx_new (); // each module told once per batch
     for (Mc__Delivery *d = zlistx_first (fresh); d; d = zlistx_next (fresh)) {
         if (ok && !zhashx_lookup (woken, d->module)) {
@@ -702,9 +782,23 @@ static void s_on_secret (self_t *self, mc_request_t *req)
     mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
 }
 
-static int s_collect_keys (const char *key, size_t klen, const void *value, size_t vlen, void *arg)
+typedef struct {
+    self_t *self;
+    zlistx_t *keys; // of the records to delete
+} doomed_t;
+
+//  A record of a forgotten module: its key is kept for deletion and its body loses a
+//  reference (records that are not DELIVERED hold one).
+static int s_collect_doomed (const char *key, size_t klen, const void *value, size_t vlen,
+                             void *arg)
 {
-    zlistx_add_end ((zlistx_t *)arg, strdup (key));
+    doomed_t *doomed = arg;
+    zlistx_add_end (doomed->keys, strdup (key));
+    Mc__Delivery *d = mc__delivery__unpack (NULL, vlen, value);
+    if (d && d->status != MC__DELIVERY_STATUS__DELIVERY_DELIVERED)
+        s_body_unref (doomed->self, d);
+    if (d)
+        mc__delivery__free_unpacked (d, NULL);
     return 0;
 }
 
@@ -730,14 +824,15 @@ static void s_on_forget (self_t *self, mc_request_t *req)
         zlistx_destroy (&keys);
         char prefix[256];
         snprintf (prefix, sizeof prefix, "wh/%s/", module);
-        zlistx_t *doomed = zlistx_new ();
-        zlistx_set_destructor (doomed, (zlistx_destructor_fn *)zstr_free);
-        mc_store_scan (self->ctx->store, prefix, s_collect_keys, doomed);
+        doomed_t doomed = {self, zlistx_new ()};
+        zlistx_set_destructor (doomed.keys, (zlistx_destructor_fn *)zstr_free);
+        mc_store_scan (self->ctx->store, prefix, s_collect_doomed, &doomed);
         mc_store_batch_t *batch = mc_store_batch_new ();
-        for (char *key = zlistx_first (doomed); key; key = zlistx_next (doomed))
+        for (char *key = zlistx_first (doomed.keys); key; key = zlistx_next (doomed.keys))
             mc_store_batch_delete (batch, key);
         mc_store_batch_write (self->ctx->store, &batch, true);
-        zlistx_destroy (&doomed);
+        zlistx_destroy (&doomed.keys);
+        s_flush (self); // the bodies only they needed
     }
     mc_env_t reply = MC__ENVELOPE__INIT;
     mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
@@ -922,7 +1017,7 @@ static void s_on_sdk (self_t *self)
     if (attempt) {
         char why[300];
         snprintf (why, sizeof why, "native push: %s", reply->detail ? reply->detail : "failed");
-        s_finish (self, attempt, reply->status == MC__STATUS__STATUS_OK ? 200 : 0, why);
+        s_finish (self, attempt, reply->status == MC__STATUS__STATUS_OK ? 200 : 0, why, 0);
     }
     mc_env_free (reply);
 }
@@ -990,7 +1085,20 @@ static void s_run (self_t *self, zsock_t *pipe)
     }
 }
 
-//  Start-up: pending records back into their queues; delivered keys remembered.
+//  Start-up, first: the shared bodies (without references yet).
+static int s_load_body (const char *key, size_t klen, const void *value, size_t vlen, void *arg)
+{
+    self_t *self = arg;
+    uint64_t seq = strtoull (key + 4, NULL, 10);
+    if (seq == 0)
+        return 0;
+    s_body_new (self, seq, value, vlen);
+    if (seq >= self->next_seq)
+        self->next_seq = seq + 1;
+    return 0;
+}
+
+//  Then the records: pending ones back into their queues, delivered keys remembered.
 static int s_load_one (const char *key, size_t klen, const void *value, size_t vlen, void *arg)
 {
     self_t *self = arg;
@@ -1001,6 +1109,19 @@ static int s_load_one (const char *key, size_t klen, const void *value, size_t v
     }
     if (d->seq >= self->next_seq)
         self->next_seq = d->seq + 1;
+    if (d->body_seq && d->status != MC__DELIVERY_STATUS__DELIVERY_DELIVERED) {
+        body_t *body = s_body_find (self, d->body_seq);
+        if (body)
+            body->refs++;
+        else {
+            //  Cannot happen (a body goes after its last reference): not sendable.
+            zsys_error ("webhook: the body of delivery %s is missing; it is dead", d->id);
+            d->status = MC__DELIVERY_STATUS__DELIVERY_DEAD;
+            d->body_seq = 0;
+            s_set_error (d, "the event's body is missing from the outbox");
+            s_save (self, d, false);
+        }
+    }
     if (d->status == MC__DELIVERY_STATUS__DELIVERY_PENDING) {
         zlistx_add_end (s_queue (self, d->subscription_id)->pending, d);
         mc_metrics_outbox_add (1);
@@ -1031,8 +1152,20 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     zhashx_set_destructor (self->delivered, s_delivered_free);
     self->multi = curl_multi_init ();
     curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    self->bodies = zhashx_new ();
+    zhashx_set_destructor (self->bodies, (zhashx_destructor_fn *)zstr_free); // malloc'ed
     bool ok = self->router && self->eventbus && self->multi &&
+              mc_store_scan (self->ctx->store, "whb/", s_load_body, self) == 0 &&
               mc_store_scan (self->ctx->store, "wh/", s_load_one, self) == 0;
+    //  Bodies nothing refers to: left by a crash between a DELIVERED write and the
+    //  body's deletion.
+    zlistx_t *orphans = zlistx_new ();
+    for (body_t *body = zhashx_first (self->bodies); body; body = zhashx_next (self->bodies))
+        if (body->refs == 0)
+            zlistx_add_end (orphans, body);
+    for (body_t *body = zlistx_first (orphans); body; body = zlistx_next (orphans))
+        s_body_drop (self, body);
+    zlistx_destroy (&orphans);
     size_t pending = 0;
     for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues))
         pending += zlistx_size (q->pending);
@@ -1050,6 +1183,7 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     curl_multi_cleanup (self->multi);
     zhashx_destroy (&self->secrets);
     zhashx_destroy (&self->delivered);
+    zhashx_destroy (&self->bodies);
     zsock_destroy (&self->router);
     zsock_destroy (&self->eventbus);
     zsock_destroy (&self->registry);
