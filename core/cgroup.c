@@ -430,103 +430,99 @@ int mc_cgroups_stats (mc_cgroups_t *self, const char *name, mc_cgroup_stats_t *s
 }
 
 //  --- /proc fallback -------------------------------------------------------------------
+//
+//  A process tree is walked down from its root through /proc/<pid>/task/<tid>/children
+//  (each thread's children), so its cost is the size of the tree, not the number of
+//  processes on the machine: a scan of every /proc/<pid>/stat with a quadratic match of
+//  parents made each module start and stop cost more with every installed module.
 
 typedef struct {
-    pid_t pid, ppid;
     uint64_t ticks; // utime + stime
     uint64_t rss_pages;
     uint32_t threads;
 } s_proc_t;
 
-//  Reads every process's parent, CPU ticks, RSS and threads. Returns the count.
-static size_t s_scan_proc (s_proc_t *out, size_t max)
+//  Reads a process's CPU ticks, RSS and threads. Returns false if it is gone.
+static bool s_read_proc (pid_t pid, s_proc_t *p)
 {
-    DIR *dir = opendir ("/proc");
-    if (!dir)
-        return 0;
-    size_t count = 0;
-    struct dirent *e;
-    while (count < max && (e = readdir (dir))) {
-        if (e->d_name[0] < '1' || e->d_name[0] > '9')
-            continue;
-        char path[64], buf[1024];
-        s_fmt (path, sizeof path, "/proc/%s", e->d_name);
-        if (s_read (path, "stat", buf, sizeof buf) <= 0)
-            continue;
-        char *close_paren = strrchr (buf, ')'); // the command may contain spaces
-        if (!close_paren)
-            continue;
-        s_proc_t p = {.pid = atoi (e->d_name)};
-        unsigned long long utime = 0, stime = 0, threads = 0, rss = 0;
-        //  fields after ")": state ppid ... utime(14) stime(15) ... num_threads(20) ... rss(24)
-        if (sscanf (close_paren + 2,
-                    "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %llu "
-                    "%*d %*u %*u %llu",
-                    &p.ppid, &utime, &stime, &threads, &rss) != 5)
-            continue;
-        p.ticks = utime + stime;
-        p.threads = (uint32_t)threads;
-        p.rss_pages = rss;
-        out[count++] = p;
-    }
-    closedir (dir);
-    return count;
+    char path[64], buf[1024];
+    s_fmt (path, sizeof path, "/proc/%d", (int)pid);
+    if (s_read (path, "stat", buf, sizeof buf) <= 0)
+        return false;
+    char *close_paren = strrchr (buf, ')'); // the command may contain spaces
+    unsigned long long utime = 0, stime = 0, threads = 0, rss = 0;
+    //  fields after ")": state ppid ... utime(14) stime(15) ... num_threads(20) ... rss(24)
+    if (!close_paren ||
+        sscanf (close_paren + 2,
+                "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %llu "
+                "%*d %*u %*u %llu",
+                &utime, &stime, &threads, &rss) != 4)
+        return false;
+    *p = (s_proc_t){utime + stime, rss, (uint32_t)threads};
+    return true;
 }
 
-//  Marks root's descendants in procs (in[i] = true). Returns whether root exists.
-static bool s_mark_tree (const s_proc_t *procs, size_t n, pid_t root, bool *in)
+//  Root and its descendants, root first, at most max. 0 if root does not exist.
+static size_t s_tree (pid_t root, pid_t *out, size_t max)
 {
-    bool exists = false;
-    for (size_t i = 0; i < n; i++) {
-        in[i] = procs[i].pid == root;
-        exists |= in[i];
+    char path[64];
+    s_fmt (path, sizeof path, "/proc/%d", (int)root);
+    if (max == 0 || access (path, F_OK) != 0)
+        return 0;
+    size_t n = 0;
+    out[n++] = root;
+    for (size_t i = 0; i < n && n < max; i++) {
+        s_fmt (path, sizeof path, "/proc/%d/task", (int)out[i]);
+        DIR *dir = opendir (path);
+        struct dirent *e;
+        while (dir && n < max && (e = readdir (dir))) {
+            if (e->d_name[0] < '1' || e->d_name[0] > '9')
+                continue;
+            char task[96], buf[4096];
+            s_fmt (task, sizeof task, "%s/%s", path, e->d_name);
+            ssize_t len = s_read (task, "children", buf, sizeof buf);
+            for (char *p = buf, *end; len > 0 && n < max; p = end) {
+                long pid = strtol (p, &end, 10);
+                if (end == p)
+                    break;
+                out[n++] = (pid_t)pid;
+            }
+        }
+        if (dir)
+            closedir (dir);
     }
-    for (bool grew = true; grew;) { // parents are found before or after children: iterate
-        grew = false;
-        for (size_t i = 0; i < n; i++)
-            if (!in[i])
-                for (size_t j = 0; j < n; j++)
-                    if (in[j] && procs[i].ppid == procs[j].pid) {
-                        in[i] = grew = true;
-                        break;
-                    }
-    }
-    return exists;
+    return n;
 }
 
 int mc_proc_tree_stats (pid_t root, mc_cgroup_stats_t *stats)
 {
     memset (stats, 0, sizeof *stats);
     size_t max = 8192;
-    s_proc_t *procs = calloc (max, sizeof *procs);
-    bool *in = calloc (max, sizeof *in);
-    assert (procs && in);
-    size_t n = s_scan_proc (procs, max);
-    bool exists = s_mark_tree (procs, n, root, in);
+    pid_t *pids = calloc (max, sizeof *pids);
+    assert (pids);
+    size_t n = s_tree (root, pids, max);
     long tick = sysconf (_SC_CLK_TCK), page = sysconf (_SC_PAGESIZE);
-    for (size_t i = 0; i < n; i++)
-        if (in[i]) {
-            stats->cpu_ns += procs[i].ticks * (1000000000ull / (uint64_t)(tick > 0 ? tick : 100));
-            stats->rss_bytes += procs[i].rss_pages * (uint64_t)page;
-            stats->pids += procs[i].threads;
-        }
-    free (procs);
-    free (in);
-    return exists ? 0 : -1;
+    for (size_t i = 0; i < n; i++) {
+        s_proc_t p;
+        if (!s_read_proc (pids[i], &p))
+            continue;
+        stats->cpu_ns += p.ticks * (1000000000ull / (uint64_t)(tick > 0 ? tick : 100));
+        stats->rss_bytes += p.rss_pages * (uint64_t)page;
+        stats->pids += p.threads;
+    }
+    free (pids);
+    return n > 0 ? 0 : -1;
 }
 
 size_t mc_proc_tree_pids (pid_t root, pid_t *pids, size_t max)
 {
-    size_t cap = 8192;
-    s_proc_t *procs = calloc (cap, sizeof *procs);
-    bool *in = calloc (cap, sizeof *in);
-    assert (procs && in);
-    size_t n = s_scan_proc (procs, cap), count = 0;
-    s_mark_tree (procs, n, root, in);
-    for (size_t i = 0; i < n && count < max; i++)
-        if (in[i] && procs[i].pid != root)
-            pids[count++] = procs[i].pid;
-    free (procs);
-    free (in);
+    size_t cap = max + 1;
+    pid_t *tree = calloc (cap, sizeof *tree);
+    assert (tree);
+    size_t n = s_tree (root, tree, cap);
+    size_t count = n > 0 ? n - 1 : 0;
+    if (count)
+        memcpy (pids, tree + 1, count * sizeof *pids);
+    free (tree);
     return count;
 }
