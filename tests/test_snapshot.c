@@ -126,30 +126,19 @@ static void test_slot_race (void)
 typedef struct {
     char *dir;
     mc_config_t *config;
-    mc_context_t ctx;
-    zactor_t *actor;
-    zsock_t *client;
+    mc_test_actor_t run; // while the actor runs
 } s_devices_t;
 
 static void s_devices_start (s_devices_t *self)
 {
-    mc_error_t err = {0};
-    char path[4400];
-    snprintf (path, sizeof path, "%s/db", self->dir);
-    self->ctx.store = mc_store_open (path, &err);
-    CU_ASSERT_PTR_NOT_NULL_FATAL (self->ctx.store);
-    self->ctx.devices_view = mc_slot_new ();
-    self->actor = mc_actor_start ("devices", mc_devices_actor, &self->ctx);
-    CU_ASSERT_PTR_NOT_NULL_FATAL (self->actor);
-    self->client = mc_client_new ("devices");
+    self->run.ctx.devices_view = mc_slot_new ();
+    mc_test_actor_start (&self->run, self->dir, "devices", mc_devices_actor);
 }
 
 static void s_devices_stop (s_devices_t *self)
 {
-    zsock_destroy (&self->client);
-    zactor_destroy (&self->actor);
-    mc_slot_destroy (&self->ctx.devices_view);
-    mc_store_close (&self->ctx.store);
+    mc_test_actor_stop (&self->run);
+    mc_slot_destroy (&self->run.ctx.devices_view);
 }
 
 //  Creates a device named name; returns its id (caller frees).
@@ -163,7 +152,7 @@ static char *s_create (s_devices_t *self, const char *name)
     mc_env_t env = MC__ENVELOPE__INIT;
     env.body_case = MC__ENVELOPE__BODY_DEVICE_CREATE;
     env.device_create = &create;
-    mc_env_t *reply = mc_call (self->client, &env, CALL_TIMEOUT_MS);
+    mc_env_t *reply = mc_call (self->run.client, &env, CALL_TIMEOUT_MS);
     CU_ASSERT_FATAL (reply && reply->status == MC__STATUS__STATUS_OK &&
                      reply->body_case == MC__ENVELOPE__BODY_DEVICE_JSON);
     json_t *device = json_loads (reply->device_json->devices[0], 0, NULL);
@@ -176,7 +165,7 @@ static char *s_create (s_devices_t *self, const char *name)
 //  The published device id as a JSON object (NULL if absent).
 static json_t *s_view_device (s_devices_t *self, const char *id)
 {
-    mc_devices_view_t *view = mc_devices_view_acquire (self->ctx.devices_view);
+    mc_devices_view_t *view = mc_devices_view_acquire (self->run.ctx.devices_view);
     CU_ASSERT_PTR_NOT_NULL_FATAL (view);
     size_t len = 0;
     const char *text = mc_devices_view_get (view, id, &len);
@@ -190,10 +179,10 @@ static void test_devices_view (void)
     s_devices_t f = {0};
     f.dir = mc_test_tmpdir ("devview");
     f.config = mc_config_new ();
-    f.ctx.config = f.config;
+    f.run.ctx.config = f.config;
     s_devices_start (&f);
     //  Published at start, empty.
-    mc_devices_view_t *empty = mc_devices_view_acquire (f.ctx.devices_view);
+    mc_devices_view_t *empty = mc_devices_view_acquire (f.run.ctx.devices_view);
     CU_ASSERT_PTR_NOT_NULL_FATAL (empty);
     size_t len = 0;
     CU_ASSERT_STRING_EQUAL (mc_devices_view_list (empty, &len), "{\"devices\":[]}");
@@ -212,7 +201,7 @@ static void test_devices_view (void)
     CU_ASSERT_EQUAL (mc_devices_view_count (empty), 0); // an old view never changes
     CU_ASSERT_PTR_NULL (mc_devices_view_get (empty, ids[0], &len));
     //  The list is every device, sorted by id, valid JSON.
-    mc_devices_view_t *before = mc_devices_view_acquire (f.ctx.devices_view);
+    mc_devices_view_t *before = mc_devices_view_acquire (f.run.ctx.devices_view);
     json_t *list = json_loads (mc_devices_view_list (before, &len), JSON_REJECT_DUPLICATES, NULL);
     json_t *devices = json_object_get (list, "devices");
     CU_ASSERT_EQUAL_FATAL (json_array_size (devices), 20);
@@ -229,7 +218,7 @@ static void test_devices_view (void)
     mc_env_t env = MC__ENVELOPE__INIT;
     env.body_case = MC__ENVELOPE__BODY_DEVICE_SET_STATE;
     env.device_set_state = &set;
-    mc_env_t *reply = mc_call (f.client, &env, CALL_TIMEOUT_MS);
+    mc_env_t *reply = mc_call (f.run.client, &env, CALL_TIMEOUT_MS);
     CU_ASSERT_FATAL (reply && reply->status == MC__STATUS__STATUS_OK);
     mc_env_free (reply);
     json_t *device = s_view_device (&f, ids[3]);
@@ -239,7 +228,7 @@ static void test_devices_view (void)
     del.device_id = ids[5];
     env.body_case = MC__ENVELOPE__BODY_DEVICE_DELETE;
     env.device_delete = &del;
-    reply = mc_call (f.client, &env, CALL_TIMEOUT_MS);
+    reply = mc_call (f.run.client, &env, CALL_TIMEOUT_MS);
     CU_ASSERT_FATAL (reply && reply->status == MC__STATUS__STATUS_OK);
     mc_env_free (reply);
     CU_ASSERT_PTR_NULL (s_view_device (&f, ids[5]));
@@ -252,7 +241,7 @@ static void test_devices_view (void)
     //  After a restart the view is rebuilt from the store.
     s_devices_stop (&f);
     s_devices_start (&f);
-    mc_devices_view_t *view = mc_devices_view_acquire (f.ctx.devices_view);
+    mc_devices_view_t *view = mc_devices_view_acquire (f.run.ctx.devices_view);
     CU_ASSERT_EQUAL (mc_devices_view_count (view), 19);
     mc_devices_view_release (&view);
     device = s_view_device (&f, ids[3]);

@@ -152,40 +152,23 @@ static bool s_wait_requests (s_receiver_t *rx, int n)
 typedef struct {
     char *dir;
     mc_config_t *config;
-    mc_context_t ctx;
-    zactor_t *actor;
-    zsock_t *client;
+    mc_test_actor_t run; // while the actor runs
 } s_webhook_t;
-
-static mc_store_t *s_open (s_webhook_t *self)
-{
-    mc_error_t err = {0};
-    char path[4400];
-    snprintf (path, sizeof path, "%s/db", self->dir);
-    mc_store_t *store = mc_store_open (path, &err);
-    CU_ASSERT_PTR_NOT_NULL_FATAL (store);
-    return store;
-}
 
 static void s_start (s_webhook_t *self)
 {
-    self->ctx.store = s_open (self);
-    self->ctx.config = self->config;
-    self->actor = mc_actor_start ("webhook", mc_webhook_actor, &self->ctx);
-    CU_ASSERT_PTR_NOT_NULL_FATAL (self->actor);
-    self->client = mc_client_new ("webhook");
+    self->run.ctx.config = self->config;
+    mc_test_actor_start (&self->run, self->dir, "webhook", mc_webhook_actor);
 }
 
 static void s_stop (s_webhook_t *self)
 {
-    zsock_destroy (&self->client);
-    zactor_destroy (&self->actor);
-    mc_store_close (&self->ctx.store);
+    mc_test_actor_stop (&self->run);
 }
 
 static void s_call_ok (s_webhook_t *self, mc_env_t *env)
 {
-    mc_env_t *reply = mc_call (self->client, env, CALL_TIMEOUT_MS);
+    mc_env_t *reply = mc_call (self->run.client, env, CALL_TIMEOUT_MS);
     CU_ASSERT_FATAL (reply && reply->status == MC__STATUS__STATUS_OK);
     mc_env_free (reply);
 }
@@ -273,7 +256,7 @@ static int s_count_record (const char *key, size_t klen, const void *value, size
 static s_census_t s_census (s_webhook_t *self)
 {
     s_census_t census = {0};
-    mc_store_t *store = s_open (self);
+    mc_store_t *store = mc_test_store_open (self->dir);
     mc_store_scan (store, "whb/", s_count_body, &census);
     mc_store_scan (store, "wh/", s_count_record, &census);
     mc_store_close (&store);
@@ -307,7 +290,7 @@ static void test_shared_body (void)
     //  A body record nothing refers to (a crash between a DELIVERED write and the
     //  body's deletion) is deleted at start-up; the pending two are sent their body
     //  from the shared record after the restart, and when both are delivered it goes.
-    mc_store_t *store = s_open (&f);
+    mc_store_t *store = mc_test_store_open (f.dir);
     CU_ASSERT_FATAL (mc_store_put (store, "whb/00000000000000999999", "{}", 2, true) == 0);
     mc_store_close (&store);
     atomic_store (&rx.status, 200);

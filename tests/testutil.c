@@ -1,5 +1,9 @@
 #include "testutil.h"
 
+#include "core/actor.h"
+
+#include <CUnit/CUnit.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -57,4 +61,29 @@ int mc_test_count_entries (const char *dir)
             n++;
     closedir (d);
     return n;
+}
+
+mc_store_t *mc_test_store_open (const char *dir)
+{
+    mc_error_t err = {0};
+    char path[4400];
+    snprintf (path, sizeof path, "%s/db", dir);
+    mc_store_t *store = mc_store_open (path, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL (store);
+    return store;
+}
+
+void mc_test_actor_start (mc_test_actor_t *self, const char *dir, const char *name, zactor_fn *fn)
+{
+    self->ctx.store = mc_test_store_open (dir);
+    self->actor = mc_actor_start (name, fn, &self->ctx);
+    CU_ASSERT_PTR_NOT_NULL_FATAL (self->actor);
+    self->client = mc_client_new (name);
+}
+
+void mc_test_actor_stop (mc_test_actor_t *self)
+{
+    zsock_destroy (&self->client);
+    zactor_destroy (&self->actor);
+    mc_store_close (&self->ctx.store);
 }
