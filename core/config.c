@@ -50,6 +50,7 @@ mc_config_t *mc_config_new (void)
     self->idle_stop_ms = 300000;
     self->sdk_workers = 4;
     self->sdk_queue_max = 1024;
+    self->sdk_io_threads = 2;
     self->webhook_timeout_ms = 5000;
     self->webhook_retry_base_ms = 1000;
     self->webhook_retry_cap_ms = 3600000;
@@ -342,8 +343,8 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
     }
     json_t *sdk = json_object_get (root, "sdk");
     if (sdk) {
-        static const char *const keys[] = {"endpoint", "tcp_endpoint", "workers", "queue_max",
-                                           NULL};
+        static const char *const keys[] = {"endpoint",  "tcp_endpoint", "workers",
+                                           "queue_max", "io_threads",   NULL};
         if (s_known (sdk, "sdk", keys, err))
             goto done;
         const char *names[] = {"endpoint", "tcp_endpoint"};
@@ -369,6 +370,10 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
         if (s_uint (sdk, "sdk", "queue_max", 1, 1000000, 1, &v, err))
             goto done;
         self->sdk_queue_max = (uint32_t)v;
+        v = (uint64_t)self->sdk_io_threads;
+        if (s_uint (sdk, "sdk", "io_threads", 1, 16, 1, &v, err))
+            goto done;
+        self->sdk_io_threads = (int)v;
     }
     json_t *metrics = json_object_get (root, "metrics");
     if (metrics) {

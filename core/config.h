@@ -36,6 +36,7 @@ typedef struct {
     char *sdk_tcp_endpoint;         // [sdk] tcp_endpoint; tcp:// with CURVE, default none
     int sdk_workers;                // [sdk] workers; threads serving native requests, default 4
     uint32_t sdk_queue_max;         // [sdk] queue_max; requests waiting for workers, default 1024
+    int sdk_io_threads;             // [sdk] io_threads; ZeroMQ I/O threads (ipc/tcp), default 2
     bool metrics_loopback_open;     // [metrics] loopback_open; scrapes from 127.0.0.1 need no token
     bool bench_token_route;         // [bench] token_route; POST /bench/tokens, default off
     char *launcher;                 // [sandbox] launcher; default modcore-launch beside modcored

@@ -136,6 +136,9 @@ int main (int argc, char **argv)
         return 1;
     }
 
+    //  ZeroMQ's I/O threads carry the native transport's ipc:// and tcp:// sessions
+    //  (inproc needs none); set before the first socket is made.
+    zsys_set_io_threads ((size_t)config->sdk_io_threads);
     mc_context_t ctx = {.config = config};
     ctx.started_at = mc_time_unix ();
     ctx.started_mono_ns = mc_clock_mono_ns ();

@@ -97,6 +97,9 @@ static void test_defaults (void)
     CU_ASSERT_EQUAL (config->webhook_retry_base_ms, 1000);
     CU_ASSERT_EQUAL (config->webhook_retry_cap_ms, 3600000);
     CU_ASSERT_EQUAL (config->webhook_max_age_s, 86400);
+    CU_ASSERT_EQUAL (config->sdk_workers, 4);
+    CU_ASSERT_EQUAL (config->sdk_queue_max, 1024);
+    CU_ASSERT_EQUAL (config->sdk_io_threads, 2);
     mc_zipx_limits_t zip;
     mc_zipx_limits_default (&zip);
     CU_ASSERT_EQUAL (config->zip_limits.max_entries, zip.max_entries);
@@ -139,7 +142,11 @@ static void test_every_key (void)
                        "timeout_ms = 2500\n"
                        "retry_base_ms = 250\n"
                        "retry_cap_ms = 60000\n"
-                       "max_age_s = 3600\n";
+                       "max_age_s = 3600\n"
+                       "[sdk]\n"
+                       "workers = 8\n"
+                       "queue_max = 64\n"
+                       "io_threads = 3\n";
     s_case_t c;
     s_case_open (&c);
     CU_ASSERT_FATAL (mc_test_write_file (c.path, text, strlen (text)) == 0);
@@ -168,6 +175,9 @@ static void test_every_key (void)
     CU_ASSERT_EQUAL (config->webhook_retry_base_ms, 250);
     CU_ASSERT_EQUAL (config->webhook_retry_cap_ms, 60000);
     CU_ASSERT_EQUAL (config->webhook_max_age_s, 3600);
+    CU_ASSERT_EQUAL (config->sdk_workers, 8);
+    CU_ASSERT_EQUAL (config->sdk_queue_max, 64);
+    CU_ASSERT_EQUAL (config->sdk_io_threads, 3);
     //  Not settable from the file.
     CU_ASSERT_EQUAL (config->call_timeout_ms, 5000);
     mc_config_destroy (&config);
@@ -232,6 +242,8 @@ static void test_wrong_type (void)
     CU_ASSERT (s_refused ("[webhook]\ntimeout_ms = 99\n", "[webhook] timeout_ms"));
     CU_ASSERT (s_refused ("[webhook]\nmax_age_s = \"1d\"\n", "[webhook] max_age_s"));
     CU_ASSERT (s_refused ("webhook = 1\n", "[webhook] must be a table"));
+    CU_ASSERT (s_refused ("[sdk]\nio_threads = 0\n", "[sdk] io_threads"));
+    CU_ASSERT (s_refused ("[sdk]\nio_threads = 17\n", "[sdk] io_threads"));
     CU_ASSERT (s_refused ("[core]\nlisten = \"host:99999\"\n", "[core] listen"));
     //  The edges themselves are accepted.
     mc_error_t err = {{0}, {0}};
