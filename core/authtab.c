@@ -126,6 +126,15 @@ mc_auth_result_t mc_authtab_check (mc_authtab_t *self, const char *token, size_t
 {
     uint8_t hash[MC_HASH_LEN];
     mc_token_hash (token, len, hash);
+    return mc_authtab_check_hash (self, hash, permission, now_ns, now_unix, principal,
+                                  retry_after_ns, remaining);
+}
+
+mc_auth_result_t mc_authtab_check_hash (mc_authtab_t *self, const uint8_t hash[MC_HASH_LEN],
+                                        uint32_t permission, uint64_t now_ns, int64_t now_unix,
+                                        mc_principal_t *principal, uint64_t *retry_after_ns,
+                                        uint32_t *remaining)
+{
     mc_auth_result_t result = MC_AUTH_UNKNOWN;
     pthread_rwlock_rdlock (&self->lock);
     entry_t *e = self->slots[s_slot (self, hash)];

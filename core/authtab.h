@@ -62,6 +62,12 @@ mc_auth_result_t mc_authtab_check (mc_authtab_t *self, const char *token, size_t
                                    mc_principal_t *principal, uint64_t *retry_after_ns,
                                    uint32_t *remaining);
 
+//  The same, by the token's hash (a native session hashes its token once).
+mc_auth_result_t mc_authtab_check_hash (mc_authtab_t *self, const uint8_t hash[MC_HASH_LEN],
+                                        uint32_t permission, uint64_t now_ns, int64_t now_unix,
+                                        mc_principal_t *principal, uint64_t *retry_after_ns,
+                                        uint32_t *remaining);
+
 //  Looks a token up without spending a rate-limit unit: true if it is known (and not
 //  expired), filling *principal if not NULL.
 bool mc_authtab_lookup (mc_authtab_t *self, const char *token, size_t len, int64_t now_unix,

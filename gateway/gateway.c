@@ -133,8 +133,12 @@ static int s_authenticate (mc_http_req_t *req, uint32_t permission)
         len--;
     uint64_t retry_ns = 0;
     mc_auth_result_t result =
-        mc_authtab_check (req->ctx->authtab, token, len, permission, mc_clock_mono_ns (),
-                          mc_time_unix (), &req->principal, &retry_ns, &req->rate_remaining);
+        req->token_hash
+            ? mc_authtab_check_hash (req->ctx->authtab, req->token_hash, permission,
+                                     mc_clock_mono_ns (), mc_time_unix (), &req->principal,
+                                     &retry_ns, &req->rate_remaining)
+            : mc_authtab_check (req->ctx->authtab, token, len, permission, mc_clock_mono_ns (),
+                                mc_time_unix (), &req->principal, &retry_ns, &req->rate_remaining);
     switch (result) {
         case MC_AUTH_OK:
             req->authenticated = true;

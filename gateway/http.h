@@ -41,6 +41,8 @@ typedef struct {
     const char *native_body;              // native requests: the whole body
     size_t native_body_len;               // its length
     size_t native_body_read;              // how much of it was read
+    const uint8_t *token_hash;            // native sessions: sha256 of the bearer token,
+                                          // made once per session (else NULL: hashed here)
     const struct mg_request_info *info;   // method, path, headers
     mc_context_t *ctx;                    // shared context
     mc_http_thread_t *thread;             // this thread's sockets

@@ -86,7 +86,7 @@ typedef struct {
 } self_t;
 
 static zframe_t *s_serve (mc_context_t *ctx, mc_http_thread_t *thread, const char *token,
-                          frame_t *frame);
+                          const uint8_t *token_hash, frame_t *frame);
 
 //  --- frames ----------------------------------------------------------------------
 
@@ -129,11 +129,20 @@ static void s_send_error (self_t *self, int endpoint, zframe_t *routing_id, uint
     s_send_frame (self, &temp, &frame);
 }
 
+//  "<endpoint>:<routing id in hex>" (on every frame: no allocation, no printf).
 static void s_session_key (zframe_t *routing_id, int endpoint, char *key, size_t size)
 {
-    char *hex = zframe_strhex (routing_id);
-    snprintf (key, size, "%d:%s", endpoint, hex);
-    free (hex);
+    static const char digits[] = "0123456789ABCDEF";
+    const byte *id = zframe_data (routing_id);
+    size_t n = zframe_size (routing_id), at = 0;
+    assert (size >= 4);
+    key[at++] = (char)('0' + endpoint);
+    key[at++] = ':';
+    for (size_t i = 0; i < n && at + 3 <= size; i++) {
+        key[at++] = digits[id[i] >> 4];
+        key[at++] = digits[id[i] & 15];
+    }
+    key[at] = 0;
 }
 
 static void s_session_free (void **item)
@@ -358,7 +367,8 @@ static int s_on_frontend (self_t *self, int endpoint)
                 Mc__Sdk__Request *request = frame->request;
                 if (request->method && request->path &&
                     mc_gateway_answers_here (request->method, request->path)) {
-                    zframe_t *answer = s_serve (self->ctx, self->thread, session->token, frame);
+                    zframe_t *answer = s_serve (self->ctx, self->thread, session->token,
+                                                session->token_hash, frame);
                     s_send_data (self, session, &answer);
                 } else
                     s_forward_request (self, session, frame, raw);
@@ -539,7 +549,7 @@ static int s_on_tick (zloop_t *loop, int timer_id, void *arg)
 
 //  Runs one REQUEST frame exactly as the HTTP request would run; returns the RESPONSE.
 static zframe_t *s_serve (mc_context_t *ctx, mc_http_thread_t *thread, const char *token,
-                          frame_t *frame)
+                          const uint8_t *token_hash, frame_t *frame)
 {
     mc_http_capture_t capture = {0};
     static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
@@ -582,6 +592,7 @@ static zframe_t *s_serve (mc_context_t *ctx, mc_http_thread_t *thread, const cha
         req.capture = &capture;
         req.native_body = (const char *)request->body.data;
         req.native_body_len = request->body.len;
+        req.token_hash = token_hash;
         mc_gateway_dispatch (&req);
         memset (authorization, 0, sizeof authorization);
     }
@@ -624,7 +635,7 @@ static void s_worker (zsock_t *pipe, void *args)
             zclock_mono () - queued_at > (int64_t)ctx->config->call_timeout_ms
                 ? s_overloaded (frame ? frame->id : 0,
                                 "the request waited too long for a worker: retry after 1 s")
-                : s_serve (ctx, thread, token, frame);
+                : s_serve (ctx, thread, token, NULL, frame);
         if (frame)
             mc__sdk__frame__free_unpacked (frame, NULL);
         zmsg_t *reply = zmsg_new ();

@@ -76,6 +76,42 @@ static void test_put_check (void)
     mc_authtab_destroy (&tab);
 }
 
+//  By hash (a native session hashes its token once): the same answers, and the same
+//  bucket as checks by the token's text.
+static void test_check_hash (void)
+{
+    mc_authtab_t *tab = mc_authtab_new (100, 20);
+    s_token_t token, stranger;
+    s_token_new (&token);
+    s_token_new (&stranger);
+    mc_principal_t p = s_module ("mod-h", MC_PERM_DEVICE_READ);
+    mc_authtab_put (tab, token.hash, &p);
+    mc_principal_t got = {0};
+    uint32_t remaining = 0;
+    CU_ASSERT_EQUAL (mc_authtab_check_hash (tab, token.hash, MC_PERM_DEVICE_READ, T0, NOW_UNIX,
+                                            &got, NULL, &remaining),
+                     MC_AUTH_OK);
+    CU_ASSERT_STRING_EQUAL (got.name, "mod-h");
+    CU_ASSERT_EQUAL (remaining, 19);
+    CU_ASSERT_EQUAL (mc_authtab_check_hash (tab, token.hash, MC_PERM_EVENTS_PUBLISH, T0, NOW_UNIX,
+                                            NULL, NULL, NULL),
+                     MC_AUTH_FORBIDDEN);
+    CU_ASSERT_EQUAL (mc_authtab_check_hash (tab, stranger.hash, 0, T0, NOW_UNIX, NULL, NULL, NULL),
+                     MC_AUTH_UNKNOWN);
+    //  18 units left of the burst, spent alternately by text and by hash.
+    for (int i = 0; i < 18; i++)
+        CU_ASSERT_EQUAL (
+            i % 2 ? s_check (tab, &token, 0)
+                  : mc_authtab_check_hash (tab, token.hash, 0, T0, NOW_UNIX, NULL, NULL, NULL),
+            MC_AUTH_OK);
+    uint64_t retry = 0;
+    CU_ASSERT_EQUAL (mc_authtab_check_hash (tab, token.hash, 0, T0, NOW_UNIX, NULL, &retry, NULL),
+                     MC_AUTH_RATE_LIMITED);
+    CU_ASSERT (retry > 0);
+    CU_ASSERT_EQUAL (s_check (tab, &token, 0), MC_AUTH_RATE_LIMITED);
+    mc_authtab_destroy (&tab);
+}
+
 static void test_unknown (void)
 {
     mc_authtab_t *tab = mc_authtab_new (100, 20);
@@ -401,6 +437,7 @@ void mc_test_authtab (void)
 {
     CU_pSuite suite = CU_add_suite ("authtab", NULL, NULL);
     CU_add_test (suite, "put and check", test_put_check);
+    CU_add_test (suite, "check by hash", test_check_hash);
     CU_add_test (suite, "unknown token", test_unknown);
     CU_add_test (suite, "forbidden spends a unit", test_forbidden_spends);
     CU_add_test (suite, "system and admin", test_system_and_admin);
