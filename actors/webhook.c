@@ -34,8 +34,8 @@
     is unsynced: lost in a crash, it only means another (allowed) duplicate delivery or
     an attempt counted again. Those writes wait in one batch (about FLUSH_MS: a crash
     redelivers about that much); any other access to the store writes the batch first,
-    so the store always sees the actor's writes in order. A DELIVERED record keeps no body: listings leave bodies
-    out, and a delivered delivery is never sent again.
+    so the store always sees the actor's writes in order. A DELIVERED record keeps no body: listings
+   leave bodies out, and a delivered delivery is never sent again.
 
     Signing: the HMAC state keyed with a module's secret is made once per secret and
     copied for each signature; the request headers are built in the attempt itself.
@@ -90,10 +90,11 @@ typedef struct {
 
 //  An event's body, shared by its deliveries (store key whb/<seq>).
 typedef struct {
-    uint64_t seq;   // its record's
-    uint32_t refs;  // PENDING and DEAD deliveries that refer to it
-    size_t len;     // of data
-    uint8_t data[]; // the event's JSON bytes
+    uint64_t seq;     // its record's
+    uint32_t refs;    // PENDING and DEAD records that refer to it: the record stays while > 0
+    uint32_t pending; // PENDING deliveries among them: the bytes stay in memory while > 0
+    size_t len;       // of data
+    uint8_t *data;    // the event's JSON bytes, or NULL while only dead letters need them
 } body_t;
 
 //  One subscription's queue of pending deliveries, oldest first.
@@ -329,28 +330,68 @@ static body_t *s_body_find (self_t *self, uint64_t seq)
     return zhashx_lookup (self->bodies, s_body_name (seq).text);
 }
 
+static void s_body_free (void **item)
+{
+    body_t *body = *item;
+    if (body) {
+        free (body->data);
+        free (body);
+    }
+    *item = NULL;
+}
+
 //  A new body, known to the actor with no reference yet.
 static body_t *s_body_new (self_t *self, uint64_t seq, const void *data, size_t len)
 {
-    body_t *body = malloc (sizeof *body + (len ? len : 1));
+    body_t *body = calloc (1, sizeof *body);
     assert (body);
     body->seq = seq;
-    body->refs = 0;
     body->len = len;
+    body->data = malloc (len ? len : 1);
+    assert (body->data);
     if (len)
         memcpy (body->data, data, len);
     zhashx_update (self->bodies, s_body_name (seq).text, body);
     return body;
 }
 
-//  The bytes to send for d: its shared body, or its own (records from before sharing).
+//  The bytes to send for d: its shared body (read back from its record if only dead
+//  letters needed it until now), or its own (records from before sharing).
 static ProtobufCBinaryData s_body_of (self_t *self, const Mc__Delivery *d)
 {
     if (!d->body_seq)
         return d->body;
     body_t *body = s_body_find (self, d->body_seq);
     assert (body); // referenced bodies stay until their last reference goes
+    if (!body->data) {
+        char key[32];
+        s_body_key (body->seq, key, sizeof key);
+        size_t len = 0;
+        body->data = mc_store_get (self->ctx->store, key, &len);
+        body->len = body->data ? len : 0;
+        if (!body->data)
+            zsys_error ("webhook: the body record %s cannot be read", key);
+    }
     return (ProtobufCBinaryData){body->len, body->data};
+}
+
+//  d is PENDING (again, after a retry of a dead letter): its body's bytes are needed.
+static void s_body_pend (self_t *self, const Mc__Delivery *d)
+{
+    body_t *body = d->body_seq ? s_body_find (self, d->body_seq) : NULL;
+    if (body)
+        body->pending++;
+}
+
+//  d is PENDING no longer (delivered, dead or forgotten): when no pending delivery
+//  needs the bytes, they leave memory (a dead letter's retry reads them back).
+static void s_body_settle (self_t *self, const Mc__Delivery *d)
+{
+    body_t *body = d->body_seq ? s_body_find (self, d->body_seq) : NULL;
+    if (body && body->pending > 0 && --body->pending == 0) {
+        free (body->data);
+        body->data = NULL;
+    }
 }
 
 //  Deletes a body's record (in the unsynced batch, after the writes that made it
@@ -560,6 +601,7 @@ static void s_dead (self_t *self, queue_t *queue, const char *why, bool publish)
     d->updated_ms = mc_time_unix_ms ();
     s_set_error (d, why);
     s_save (self, d, true);
+    s_body_settle (self, d); // a dead letter keeps its body's record, not its bytes
     zsys_warning ("webhook: delivery %s of %s to %s is dead: %s", d->id, d->event_type, d->module,
                   why);
     if (publish)
@@ -595,7 +637,8 @@ static void s_finish (self_t *self, attempt_t *attempt, long code, const char *f
         s_set_error (d, "");
         d->body.len = 0; // listings leave bodies out and a delivered one is never sent again
         s_save (self, d, false); // a lost "delivered" only means one more (allowed) duplicate
-        s_body_unref (self, d);  // after that write: the body goes when nothing needs it
+        s_body_settle (self, d);
+        s_body_unref (self, d); // after that write: the body goes when nothing needs it
         char key[256];
         s_key (d, key, sizeof key);
         s_remember_delivered (self, d->module, key);
@@ -715,6 +758,7 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
                 mc_store_batch_put (batch, key, body->data, body->len);
             }
             body->refs++;
+            body->pending++;
             d->body_seq = body->seq;
             d->seq = self->next_seq++;
             d->status = MC__DELIVERY_STATUS__DELIVERY_PENDING;
@@ -795,6 +839,8 @@ static int s_collect_doomed (const char *key, size_t klen, const void *value, si
     doomed_t *doomed = arg;
     zlistx_add_end (doomed->keys, strdup (key));
     Mc__Delivery *d = mc__delivery__unpack (NULL, vlen, value);
+    if (d && d->status == MC__DELIVERY_STATUS__DELIVERY_PENDING)
+        s_body_settle (doomed->self, d);
     if (d && d->status != MC__DELIVERY_STATUS__DELIVERY_DELIVERED)
         s_body_unref (doomed->self, d);
     if (d)
@@ -952,6 +998,7 @@ static void s_on_retry (self_t *self, mc_request_t *req)
             free (buf);
             mc_store_batch_write (self->ctx->store, &batch, true);
             zlistx_add_end (queue->pending, s_dup (d));
+            s_body_pend (self, d); // its bytes are read back when it is attempted
             mc_metrics_outbox_add (1);
         }
         s_kick (self, queue);
@@ -1111,9 +1158,10 @@ static int s_load_one (const char *key, size_t klen, const void *value, size_t v
         self->next_seq = d->seq + 1;
     if (d->body_seq && d->status != MC__DELIVERY_STATUS__DELIVERY_DELIVERED) {
         body_t *body = s_body_find (self, d->body_seq);
-        if (body)
+        if (body) {
             body->refs++;
-        else {
+            body->pending += d->status == MC__DELIVERY_STATUS__DELIVERY_PENDING;
+        } else {
             //  Cannot happen (a body goes after its last reference): not sendable.
             zsys_error ("webhook: the body of delivery %s is missing; it is dead", d->id);
             d->status = MC__DELIVERY_STATUS__DELIVERY_DEAD;
@@ -1153,7 +1201,7 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     self->multi = curl_multi_init ();
     curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, 1024L);
     self->bodies = zhashx_new ();
-    zhashx_set_destructor (self->bodies, (zhashx_destructor_fn *)zstr_free); // malloc'ed
+    zhashx_set_destructor (self->bodies, s_body_free);
     bool ok = self->router && self->eventbus && self->multi &&
               mc_store_scan (self->ctx->store, "whb/", s_load_body, self) == 0 &&
               mc_store_scan (self->ctx->store, "wh/", s_load_one, self) == 0;
@@ -1163,6 +1211,10 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     for (body_t *body = zhashx_first (self->bodies); body; body = zhashx_next (self->bodies))
         if (body->refs == 0)
             zlistx_add_end (orphans, body);
+        else if (body->pending == 0) { // only dead letters need it: read back on a retry
+            free (body->data);
+            body->data = NULL;
+        }
     for (body_t *body = zlistx_first (orphans); body; body = zlistx_next (orphans))
         s_body_drop (self, body);
     zlistx_destroy (&orphans);

@@ -194,9 +194,10 @@ static void s_forget (s_webhook_t *self, const char *module)
     s_call_ok (self, &env);
 }
 
-//  Enqueues one event (body) for the modules' subscriptions "sub-<module>".
-static void s_enqueue (s_webhook_t *self, int port, const char *body, const char *modules[],
-                       size_t n)
+//  Enqueues one event (body) for the modules' subscriptions "sub-<module>", created
+//  age_ms ago; the first delivery's id goes to first_id if not NULL.
+static void s_enqueue_aged (s_webhook_t *self, int port, const char *body, const char *modules[],
+                            size_t n, int64_t age_ms, char first_id[40])
 {
     Mc__Delivery items[4], *ptrs[4];
     char ids[4][40], subs[4][64], url[64], event_id[40];
@@ -212,9 +213,11 @@ static void s_enqueue (s_webhook_t *self, int port, const char *body, const char
         items[i].subscription_id = subs[i];
         items[i].module = (char *)modules[i];
         items[i].url = url;
-        items[i].created_ms = items[i].updated_ms = mc_time_unix_ms ();
+        items[i].created_ms = items[i].updated_ms = mc_time_unix_ms () - age_ms;
         ptrs[i] = &items[i];
     }
+    if (first_id)
+        memcpy (first_id, ids[0], 40);
     Mc__WebhookEnqueue enqueue = MC__WEBHOOK_ENQUEUE__INIT;
     enqueue.n_deliveries = n;
     enqueue.deliveries = ptrs;
@@ -225,11 +228,17 @@ static void s_enqueue (s_webhook_t *self, int port, const char *body, const char
     s_call_ok (self, &env);
 }
 
+static void s_enqueue (s_webhook_t *self, int port, const char *body, const char *modules[],
+                       size_t n)
+{
+    s_enqueue_aged (self, port, body, modules, n, 0, NULL);
+}
+
 typedef struct {
-    int bodies;             // whb/ records
-    int pending, delivered; // wh/ records by status
-    int inline_bodies;      // wh/ records that carry a body themselves
-    char body[512];         // the last body record's bytes
+    int bodies;                   // whb/ records
+    int pending, delivered, dead; // wh/ records by status
+    int inline_bodies;            // wh/ records that carry a body themselves
+    char body[512];               // the last body record's bytes
 } s_census_t;
 
 static int s_count_body (const char *key, size_t klen, const void *value, size_t vlen, void *arg)
@@ -247,6 +256,7 @@ static int s_count_record (const char *key, size_t klen, const void *value, size
     CU_ASSERT_PTR_NOT_NULL_FATAL (d);
     census->pending += d->status == MC__DELIVERY_STATUS__DELIVERY_PENDING;
     census->delivered += d->status == MC__DELIVERY_STATUS__DELIVERY_DELIVERED;
+    census->dead += d->status == MC__DELIVERY_STATUS__DELIVERY_DEAD;
     census->inline_bodies += d->body.len > 0;
     mc__delivery__free_unpacked (d, NULL);
     return 0;
@@ -333,8 +343,59 @@ static void test_shared_body (void)
     free (f.dir);
 }
 
+//  A dead letter keeps its body's record (not its bytes in memory); retried after a
+//  restart, it is sent that body, read back, and then the record goes.
+static void test_dead_letter_body (void)
+{
+    s_webhook_t f = {0};
+    f.dir = mc_test_tmpdir ("webhook-dead");
+    f.config = mc_config_new ();
+    s_receiver_t rx;
+    s_receiver_start (&rx, 500);
+    const char *modules[] = {"mod-a"};
+    char id[40];
+
+    //  Two days old at its first failure: past max_age (one day), dead at once.
+    s_start (&f);
+    s_secret (&f, "mod-a");
+    s_enqueue_aged (&f, rx.port, "{\"n\":3}", modules, 1, 2 * 86400 * 1000LL, id);
+    CU_ASSERT (s_wait_requests (&rx, 1));
+    zclock_sleep (50);
+    s_stop (&f);
+    s_census_t census = s_census (&f);
+    CU_ASSERT_EQUAL (census.dead, 1);
+    CU_ASSERT_EQUAL (census.pending, 0);
+    CU_ASSERT_EQUAL (census.bodies, 1);
+
+    atomic_store (&rx.status, 200);
+    s_start (&f);
+    s_secret (&f, "mod-a");
+    Mc__WebhookRetry retry = MC__WEBHOOK_RETRY__INIT;
+    retry.delivery_id = id;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_WEBHOOK_RETRY;
+    env.webhook_retry = &retry;
+    s_call_ok (&f, &env);
+    CU_ASSERT (s_wait_requests (&rx, 2));
+    zclock_sleep (100); // the DELIVERED write is batched for at most 10 ms
+    s_stop (&f);
+    pthread_mutex_lock (&rx.lock);
+    CU_ASSERT_STRING_EQUAL (rx.bodies[1], "{\"n\":3}");
+    pthread_mutex_unlock (&rx.lock);
+    census = s_census (&f);
+    CU_ASSERT_EQUAL (census.bodies, 0);
+    CU_ASSERT_EQUAL (census.dead, 0);
+    CU_ASSERT_EQUAL (census.delivered, 1);
+
+    s_receiver_stop (&rx);
+    mc_config_destroy (&f.config);
+    mc_test_rmtree (f.dir);
+    free (f.dir);
+}
+
 void mc_test_webhook (void)
 {
     CU_pSuite suite = CU_add_suite ("webhook", NULL, NULL);
     CU_add_test (suite, "one body per event, shared and released", test_shared_body);
+    CU_add_test (suite, "a dead letter's body, read back on retry", test_dead_letter_body);
 }
