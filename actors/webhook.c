@@ -28,7 +28,9 @@
     deliveries (whb/<seq>), and shared by them in memory with a count of the PENDING
     and DEAD deliveries that still need it; when the last of them is delivered (or
     forgotten) the body record is deleted in the same ordered stream of writes, so it
-    never goes before the DELIVERED record that made it unneeded. Start-up deletes
+    never goes before the DELIVERED record that made it unneeded. Its bytes stay in
+    memory while a PENDING delivery needs them; a dead letter's are read back from the
+    record if it is retried. Start-up deletes
     body records nothing refers to (a crash between those two writes). What a finished
     attempt changes (DELIVERED, a retry's state, the trimming of old DELIVERED records)
     is unsynced: lost in a crash, it only means another (allowed) duplicate delivery or
