@@ -1501,8 +1501,10 @@ static void s_clean_leftovers (self_t *self)
     free (modules);
 }
 
-//  BOOT: bring back the always_on modules that were running. (What a crash left
-//  behind was cleared by s_clean_leftovers before the gateway opened.)
+//  BOOT: bring back the always_on modules that were running, and those whose last
+//  start failed while they were wanted running (a port another program held, say: the
+//  cause may be gone). (What a crash left behind was cleared by s_clean_leftovers
+//  before the gateway opened.)
 static void s_boot (self_t *self)
 {
     zlistx_t *names = zhashx_keys (self->records);
@@ -1510,7 +1512,8 @@ static void s_boot (self_t *self)
         Mc__ModuleRecord *rec = zhashx_lookup (self->records, name);
         bool was_running = rec->status == MC__MODULE_STATUS__MODULE_RUNNING ||
                            rec->status == MC__MODULE_STATUS__MODULE_STARTING ||
-                           rec->status == MC__MODULE_STATUS__MODULE_CRASHLOOP;
+                           rec->status == MC__MODULE_STATUS__MODULE_CRASHLOOP ||
+                           rec->status == MC__MODULE_STATUS__MODULE_FAILED;
         if (!was_running || !rec->want_running)
             continue;
         if (streq (rec->runtime_mode, "always_on")) {

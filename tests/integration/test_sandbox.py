@@ -22,6 +22,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -333,6 +334,39 @@ def test_kill9(core):
     check(core.module("crasher").get("status") == "STOPPED", "the stopped crasher stays stopped")
 
 
+def test_port_busy_at_boot(core):
+    """A port another program holds when the core starts: the module is FAILED with the
+    reason; once the port is free, the next start of the core brings it back."""
+    port = int(HELLO.rsplit(":", 1)[1].split("/")[0])
+    core.kill9()
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        deadline = time.time() + 10  # the module dies with the core, within moments
+        while True:
+            try:
+                holder.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+        holder.listen(1)
+        check(core.start(), "the core starts with hello's port held by another program")
+        rec = core.wait_status("hello", ["FAILED"], 40)
+        check(rec.get("status") == "FAILED" and "already in use" in rec.get("status_reason", ""),
+              "hello is FAILED, saying its port is in use (%s: %s)"
+              % (rec.get("status"), rec.get("status_reason")))
+    finally:
+        holder.close()
+    core.kill9()
+    check(core.start(), "the core starts again, the port free")
+    rec = core.wait_status("hello", ["RUNNING"], 40)
+    check(rec.get("status") == "RUNNING", "hello is back (%s: %s)"
+          % (rec.get("status"), rec.get("status_reason")))
+    check(http("GET", HELLO + "/health")[0] == 200, "hello serves again")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--build", required=True)
@@ -372,6 +406,7 @@ secret_setting = "the core's config must stay hidden"
             test_crash_loop(core)
             test_on_demand(core)
             test_kill9(core)
+            test_port_busy_at_boot(core)
     finally:
         core.stop()
         left = module_processes(C.data)
