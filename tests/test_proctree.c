@@ -69,7 +69,7 @@ static void test_tree (void)
     CU_ASSERT_EQUAL (mc_proc_tree_pids (root, pids, 2), 2); // bounded by max
     mc_cgroup_stats_t stats;
     CU_ASSERT_EQUAL (mc_proc_tree_stats (root, &stats), 0);
-    CU_ASSERT_EQUAL (stats.pids, 4); // one thread each
+    CU_ASSERT (stats.pids >= 4); // threads: at least one in each of the four (more under TSan)
     CU_ASSERT (stats.rss_bytes > 0);
     //  The whole tree, as the sandbox kills it; then root is gone.
     n = mc_proc_tree_pids (root, pids, 16);
