@@ -752,16 +752,18 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
                 mc__delivery__free_unpacked (d, NULL);
                 continue;
             }
-            if (!body) {
+            if (!body && enqueue->body.len > 0) {
                 body = s_body_new (self, self->next_seq++, enqueue->body.data, enqueue->body.len);
                 zlistx_add_end (bodies, body);
                 char key[32];
                 s_body_key (body->seq, key, sizeof key);
                 mc_store_batch_put (batch, key, body->data, body->len);
             }
-            body->refs++;
-            body->pending++;
-            d->body_seq = body->seq;
+            if (body) { // else the delivery carries its own body, as records did before
+                body->refs++;
+                body->pending++;
+                d->body_seq = body->seq;
+            }
             d->seq = self->next_seq++;
             d->status = MC__DELIVERY_STATUS__DELIVERY_PENDING;
             char key[256];

@@ -195,9 +195,10 @@ static void s_forget (s_webhook_t *self, const char *module)
 }
 
 //  Enqueues one event (body) for the modules' subscriptions "sub-<module>", created
-//  age_ms ago; the first delivery's id goes to first_id if not NULL.
-static void s_enqueue_aged (s_webhook_t *self, int port, const char *body, const char *modules[],
-                            size_t n, int64_t age_ms, char first_id[40])
+//  age_ms ago; the first delivery's id goes to first_id if not NULL. inline_body: each
+//  delivery carries the body itself (as records from before shared bodies do).
+static void s_enqueue_as (s_webhook_t *self, int port, const char *body, const char *modules[],
+                          size_t n, int64_t age_ms, char first_id[40], bool inline_body)
 {
     Mc__Delivery items[4], *ptrs[4];
     char ids[4][40], subs[4][64], url[64], event_id[40];
@@ -214,6 +215,8 @@ static void s_enqueue_aged (s_webhook_t *self, int port, const char *body, const
         items[i].module = (char *)modules[i];
         items[i].url = url;
         items[i].created_ms = items[i].updated_ms = mc_time_unix_ms () - age_ms;
+        if (inline_body)
+            items[i].body = (ProtobufCBinaryData){strlen (body), (uint8_t *)body};
         ptrs[i] = &items[i];
     }
     if (first_id)
@@ -221,7 +224,8 @@ static void s_enqueue_aged (s_webhook_t *self, int port, const char *body, const
     Mc__WebhookEnqueue enqueue = MC__WEBHOOK_ENQUEUE__INIT;
     enqueue.n_deliveries = n;
     enqueue.deliveries = ptrs;
-    enqueue.body = (ProtobufCBinaryData){strlen (body), (uint8_t *)body};
+    if (!inline_body)
+        enqueue.body = (ProtobufCBinaryData){strlen (body), (uint8_t *)body};
     mc_env_t env = MC__ENVELOPE__INIT;
     env.body_case = MC__ENVELOPE__BODY_WEBHOOK_ENQUEUE;
     env.webhook_enqueue = &enqueue;
@@ -231,7 +235,7 @@ static void s_enqueue_aged (s_webhook_t *self, int port, const char *body, const
 static void s_enqueue (s_webhook_t *self, int port, const char *body, const char *modules[],
                        size_t n)
 {
-    s_enqueue_aged (self, port, body, modules, n, 0, NULL);
+    s_enqueue_as (self, port, body, modules, n, 0, NULL, false);
 }
 
 typedef struct {
@@ -337,6 +341,21 @@ static void test_shared_body (void)
     CU_ASSERT_EQUAL (census.pending, 0);
     CU_ASSERT_EQUAL (census.delivered, 2);
 
+    //  Deliveries that carry their body themselves (no shared one) are sent it.
+    before = atomic_load (&rx.requests);
+    s_start (&f);
+    s_secret (&f, "mod-a");
+    s_enqueue_as (&f, rx.port, "{\"n\":4}", modules, 1, 0, NULL, true);
+    CU_ASSERT (s_wait_requests (&rx, before + 1));
+    zclock_sleep (100);
+    s_stop (&f);
+    pthread_mutex_lock (&rx.lock);
+    CU_ASSERT_STRING_EQUAL (rx.bodies[before], "{\"n\":4}");
+    pthread_mutex_unlock (&rx.lock);
+    census = s_census (&f);
+    CU_ASSERT_EQUAL (census.bodies, 0);
+    CU_ASSERT_EQUAL (census.delivered, 3);
+
     s_receiver_stop (&rx);
     mc_config_destroy (&f.config);
     mc_test_rmtree (f.dir);
@@ -358,7 +377,7 @@ static void test_dead_letter_body (void)
     //  Two days old at its first failure: past max_age (one day), dead at once.
     s_start (&f);
     s_secret (&f, "mod-a");
-    s_enqueue_aged (&f, rx.port, "{\"n\":3}", modules, 1, 2 * 86400 * 1000LL, id);
+    s_enqueue_as (&f, rx.port, "{\"n\":3}", modules, 1, 2 * 86400 * 1000LL, id, false);
     CU_ASSERT (s_wait_requests (&rx, 1));
     zclock_sleep (50);
     s_stop (&f);
