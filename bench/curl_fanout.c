@@ -4,7 +4,13 @@
     per-subscription ordering the webhook actor keeps), then prints what it reached.
     No signing, no outbox, no durability: the cost of the HTTP deliveries alone.
 
-    usage: curl_fanout --count N [--inflight K] [--body-bytes B] [--csv FILE --label L] URL...
+    With --contract-headers each POST also carries the eight header lines a core
+    delivery must (the Selena and Standard Webhooks signature, id, type and timestamp
+    headers, the attempt, the user agent), with values of the same length and no signing:
+    what the receiver-facing contract costs curl by itself.
+
+    usage: curl_fanout --count N [--inflight K] [--body-bytes B] [--contract-headers]
+                       [--csv FILE --label L] URL...
     Prints: deliveries, seconds, deliveries/s, failures. */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -40,12 +46,17 @@ static size_t s_discard (char *ptr, size_t size, size_t n, void *arg)
 int main (int argc, char **argv)
 {
     static const struct option options[] = {
-        {"count", required_argument, NULL, 'n'},      {"inflight", required_argument, NULL, 'k'},
-        {"body-bytes", required_argument, NULL, 'b'}, {"csv", required_argument, NULL, 'o'},
-        {"label", required_argument, NULL, 'l'},      {NULL, 0, NULL, 0},
+        {"count", required_argument, NULL, 'n'},
+        {"inflight", required_argument, NULL, 'k'},
+        {"body-bytes", required_argument, NULL, 'b'},
+        {"csv", required_argument, NULL, 'o'},
+        {"label", required_argument, NULL, 'l'},
+        {"contract-headers", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     long count = 1000, inflight = 1, body_bytes = 200;
     const char *csv = NULL, *label = "curl";
+    int contract = 0;
     int opt;
     while ((opt = getopt_long (argc, argv, "", options, NULL)) != -1) {
         switch (opt) {
@@ -64,9 +75,12 @@ int main (int argc, char **argv)
             case 'l':
                 label = optarg;
                 break;
+            case 'h':
+                contract = 1;
+                break;
             default:
                 fprintf (stderr, "usage: curl_fanout --count N [--inflight K] [--body-bytes B] "
-                                 "[--csv FILE --label L] URL...\n");
+                                 "[--contract-headers] [--csv FILE --label L] URL...\n");
                 return 2;
         }
     }
@@ -92,6 +106,21 @@ int main (int argc, char **argv)
     handle_t *handles = calloc ((size_t)(ntargets * inflight), sizeof *handles);
     struct curl_slist *headers = curl_slist_append (NULL, "Content-Type: application/json");
     headers = curl_slist_append (headers, "Expect:");
+    if (contract) {
+        static const char *const lines[] = {
+            "X-Selena-Signature: sha256="
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "X-Event-Id: 00000000-0000-4000-8000-000000000000",
+            "X-Event-Type: bench.tick",
+            "webhook-id: 00000000-0000-4000-8000-000000000000",
+            "webhook-timestamp: 1800000000",
+            "webhook-signature: v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "X-Delivery-Attempt: 1",
+            "User-Agent: modcore-webhook/0.1.0",
+        };
+        for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+            headers = curl_slist_append (headers, lines[i]);
+    }
     for (int t = 0; t < ntargets; t++) {
         targets[t].url = argv[optind + t];
         targets[t].remaining = count;

@@ -13,12 +13,16 @@ subscribes itself at start. Sinks 0-9 subscribe to "fan10.*" and "fan100.*", sin
            durable outbox (group commit) and POSTs it with libcurl multi, one in flight
            per subscription (publish order per subscription)
   curl     bench/curl_fanout POSTs the same number of deliveries to the same sinks with
-           libcurl multi, one in flight per target too: no signing, no outbox
+           libcurl multi, one in flight per target too: no signing, no outbox (the target's
+           baseline)
+  curl+headers  the same, each POST carrying the eight header lines a core delivery must
+           (curl_fanout --contract-headers; no signing): what the contract costs curl
 Deliveries per second are taken from the sinks' own counters (first to last delivery).
 Writes docs/bench/s5_fanout.csv and s5_summary.json."""
 import concurrent.futures
 import json
 import os
+import subprocess
 import tempfile
 import time
 
@@ -120,33 +124,36 @@ def main():
                          "publish_p99_us": pub["p99_us"], "publish_errors":
                          int(pub["timeouts"]) + int(pub["errors"]) + int(pub["s5xx"])})
             reset(ports)
-            b.log(f"== s5 curl: {e} POSTs x {n} targets")
-            t0 = time.time()
-            b.prog(args, "curl_fanout")
-            import subprocess
-            r = subprocess.run([b.prog(args, "curl_fanout"), "--count", str(e),
-                                "--inflight", "1", "--body-bytes", str(len(body) + 120)] +
-                               [f"http://127.0.0.1:{p}/webhook/events" for p in targets],
-                               capture_output=True, text=True, timeout=150)
-            b.log("   " + r.stdout.strip())
-            got, secs = wait_deliveries(ports, expected, 30)
-            rate = got / secs if secs else 0
-            b.log(f"   {got}/{expected} deliveries in {secs:.2f} s: {rate:.0f}/s")
-            rows.append({"target": "curl", "subscribers": n, "events": e, "expected": expected,
-                         "delivered": got, "seconds": round(secs, 3),
-                         "deliveries_per_s": round(rate, 1), "wall_s": round(time.time() - t0, 2)})
-            reset(ports)
+            for target, extra in (("curl", []), ("curl+headers", ["--contract-headers"])):
+                b.log(f"== s5 {target}: {e} POSTs x {n} targets")
+                t0 = time.time()
+                r = subprocess.run([b.prog(args, "curl_fanout"), "--count", str(e),
+                                    "--inflight", "1", "--body-bytes", str(len(body) + 120)] +
+                                   extra +
+                                   [f"http://127.0.0.1:{p}/webhook/events" for p in targets],
+                                   capture_output=True, text=True, timeout=150)
+                b.log("   " + r.stdout.strip())
+                got, secs = wait_deliveries(ports, expected, 30)
+                rate = got / secs if secs else 0
+                b.log(f"   {got}/{expected} deliveries in {secs:.2f} s: {rate:.0f}/s")
+                rows.append({"target": target, "subscribers": n, "events": e,
+                             "expected": expected, "delivered": got, "seconds": round(secs, 3),
+                             "deliveries_per_s": round(rate, 1),
+                             "wall_s": round(time.time() - t0, 2)})
+                reset(ports)
         rss = b.rss_kib(core.pid)
     b.write_csv(os.path.join(args.out, "s5_fanout.csv"), rows)
-    summary = {"rss_kib": rss, "runs": rows, "ratios": {}}
+    summary = {"rss_kib": rss, "runs": rows, "ratios": {}, "ratios_same_headers": {}}
     for n in subscribers:
         c = next(r for r in rows if r["target"] == "core" and r["subscribers"] == n)
-        u = next(r for r in rows if r["target"] == "curl" and r["subscribers"] == n)
-        summary["ratios"][str(n)] = c["deliveries_per_s"] / u["deliveries_per_s"] \
-            if u["deliveries_per_s"] else 0
+        for target, key in (("curl", "ratios"), ("curl+headers", "ratios_same_headers")):
+            u = next(r for r in rows if r["target"] == target and r["subscribers"] == n)
+            summary[key][str(n)] = c["deliveries_per_s"] / u["deliveries_per_s"] \
+                if u["deliveries_per_s"] else 0
     with open(os.path.join(args.out, "s5_summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    b.log(f"s5 ratios core/curl: {summary['ratios']}")
+    b.log(f"s5 ratios core/curl: {summary['ratios']}; core/curl with the same headers: "
+          f"{summary['ratios_same_headers']}")
 
 
 if __name__ == "__main__":
