@@ -17,11 +17,12 @@
     every finished transfer (the records they change go to one unsynced batch, written
     when it holds FLUSH_MAX records or is FLUSH_MS old); then wait in curl_multi_poll
     on curl's sockets plus the three sockets' ZMQ_FDs. ZMQ_FD is edge-triggered, so
-    the loop only waits after ZMQ_EVENTS said no socket has a message. This replaces a zloop with
-   curl's sockets registered in it: every socket curl added or removed (several per delivery on
-   kept-alive connections) made zloop rebuild its poll set and stop handling the other ready sockets
-   of that pass, so each delivery cost a pass over every subscription's socket (the profile showed
-    two thirds of the thread in zloop and poll with 100 subscribers).
+    the loop only waits after ZMQ_EVENTS said no socket has a message. This replaces a
+    zloop with curl's sockets registered in it: every socket curl added or removed
+    (several per delivery on kept-alive connections) made zloop rebuild its poll set
+    and stop handling the other ready sockets of that pass, so each delivery cost a
+    pass over every subscription's socket (the profile showed two thirds of the thread
+    in zloop and poll with 100 subscribers).
 
     Records. PENDING records are written synced before the enqueue is answered (an
     acknowledged event is never lost). An event's body is written once, next to its
@@ -30,14 +31,14 @@
     forgotten) the body record is deleted in the same ordered stream of writes, so it
     never goes before the DELIVERED record that made it unneeded. Its bytes stay in
     memory while a PENDING delivery needs them; a dead letter's are read back from the
-    record if it is retried. Start-up deletes
-    body records nothing refers to (a crash between those two writes). What a finished
-    attempt changes (DELIVERED, a retry's state, the trimming of old DELIVERED records)
-    is unsynced: lost in a crash, it only means another (allowed) duplicate delivery or
-    an attempt counted again. Those writes wait in one batch (about FLUSH_MS: a crash
-    redelivers about that much); any other access to the store writes the batch first,
-    so the store always sees the actor's writes in order. A DELIVERED record keeps no body: listings
-   leave bodies out, and a delivered delivery is never sent again.
+    record if it is retried. Start-up deletes body records nothing refers to (a crash
+    between those two writes). What a finished attempt changes (DELIVERED, a retry's
+    state, the trimming of old DELIVERED records) is unsynced: lost in a crash, it only
+    means another (allowed) duplicate delivery or an attempt counted again. Those
+    writes wait in one batch (about FLUSH_MS: a crash redelivers about that much); any
+    other access to the store writes the batch first, so the store always sees the
+    actor's writes in order. A DELIVERED record keeps no body: listings leave bodies
+    out, and a delivered delivery is never sent again.
 
     Signing: the HMAC state keyed with a module's secret is made once per secret and
     copied for each signature; the request headers are built in the attempt itself.
@@ -283,22 +284,29 @@ static int64_t s_flush_due (self_t *self)
     return left > 0 ? left : 0;
 }
 
-//  Writes d: synced, at once, for states that acknowledge something; otherwise in the
-//  pass's batch. Returns 0 or -1.
-static int s_save (self_t *self, const Mc__Delivery *d, bool sync)
+//  Adds d's record to a batch.
+static void s_batch_put (mc_store_batch_t *batch, const Mc__Delivery *d)
 {
     char key[256];
     s_key (d, key, sizeof key);
     size_t len;
     uint8_t *buf = s_pack (d, &len);
-    int rc = 0;
-    if (sync) {
-        s_flush (self);
-        rc = mc_store_put (self->ctx->store, key, buf, len, true);
-    } else
-        mc_store_batch_put (s_batch (self), key, buf, len);
+    mc_store_batch_put (batch, key, buf, len);
     free (buf);
-    return rc;
+}
+
+//  Writes d: synced, at once, for states that acknowledge something; otherwise in the
+//  pass's batch. Returns 0 or -1.
+static int s_save (self_t *self, const Mc__Delivery *d, bool sync)
+{
+    if (!sync) {
+        s_batch_put (s_batch (self), d);
+        return 0;
+    }
+    s_flush (self);
+    mc_store_batch_t *one = mc_store_batch_new ();
+    s_batch_put (one, d);
+    return mc_store_batch_write (self->ctx->store, &one, true);
 }
 
 static void s_set_error (Mc__Delivery *d, const char *text)
@@ -385,17 +393,6 @@ static void s_body_pend (self_t *self, const Mc__Delivery *d)
         body->pending++;
 }
 
-//  d is PENDING no longer (delivered, dead or forgotten): when no pending delivery
-//  needs the bytes, they leave memory (a dead letter's retry reads them back).
-static void s_body_settle (self_t *self, const Mc__Delivery *d)
-{
-    body_t *body = d->body_seq ? s_body_find (self, d->body_seq) : NULL;
-    if (body && body->pending > 0 && --body->pending == 0) {
-        free (body->data);
-        body->data = NULL;
-    }
-}
-
 //  Deletes a body's record (in the unsynced batch, after the writes that made it
 //  unneeded) and frees it.
 static void s_body_drop (self_t *self, body_t *body)
@@ -406,11 +403,20 @@ static void s_body_drop (self_t *self, body_t *body)
     zhashx_delete (self->bodies, s_body_name (body->seq).text);
 }
 
-//  d no longer needs its body: the last reference drops it.
-static void s_body_unref (self_t *self, const Mc__Delivery *d)
+//  d lets go of its body, in one of two ways or both. was_pending: d is PENDING no
+//  longer (delivered, dead or forgotten); when no pending delivery needs the bytes they
+//  leave memory (a dead letter's retry reads them back). record_gone: d's record no
+//  longer refers to it (delivered or forgotten); the last reference drops the body.
+static void s_body_release (self_t *self, const Mc__Delivery *d, bool was_pending, bool record_gone)
 {
     body_t *body = d->body_seq ? s_body_find (self, d->body_seq) : NULL;
-    if (body && --body->refs == 0)
+    if (!body)
+        return;
+    if (was_pending && body->pending > 0 && --body->pending == 0) {
+        free (body->data);
+        body->data = NULL;
+    }
+    if (record_gone && --body->refs == 0)
         s_body_drop (self, body);
 }
 
@@ -603,7 +609,7 @@ static void s_dead (self_t *self, queue_t *queue, const char *why, bool publish)
     d->updated_ms = mc_time_unix_ms ();
     s_set_error (d, why);
     s_save (self, d, true);
-    s_body_settle (self, d); // a dead letter keeps its body's record, not its bytes
+    s_body_release (self, d, true, false); // a dead letter keeps the record, not the bytes
     zsys_warning ("webhook: delivery %s of %s to %s is dead: %s", d->id, d->event_type, d->module,
                   why);
     if (publish)
@@ -639,8 +645,7 @@ static void s_finish (self_t *self, attempt_t *attempt, long code, const char *f
         s_set_error (d, "");
         d->body.len = 0; // listings leave bodies out and a delivered one is never sent again
         s_save (self, d, false); // a lost "delivered" only means one more (allowed) duplicate
-        s_body_settle (self, d);
-        s_body_unref (self, d); // after that write: the body goes when nothing needs it
+        s_body_release (self, d, true, true); // after that write: gone when unneeded
         char key[256];
         s_key (d, key, sizeof key);
         s_remember_delivered (self, d->module, key);
@@ -766,12 +771,7 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
             }
             d->seq = self->next_seq++;
             d->status = MC__DELIVERY_STATUS__DELIVERY_PENDING;
-            char key[256];
-            s_key (d, key, sizeof key);
-            size_t len;
-            uint8_t *buf = s_pack (d, &len);
-            mc_store_batch_put (batch, key, buf, len);
-            free (buf);
+            s_batch_put (batch, d);
             zlistx_add_end (fresh, d);
         }
         enqueue->n_deliveries = 0; // they are fresh's now (the array itself is freed)
@@ -843,10 +843,8 @@ static int s_collect_doomed (const char *key, size_t klen, const void *value, si
     doomed_t *doomed = arg;
     zlistx_add_end (doomed->keys, strdup (key));
     Mc__Delivery *d = mc__delivery__unpack (NULL, vlen, value);
-    if (d && d->status == MC__DELIVERY_STATUS__DELIVERY_PENDING)
-        s_body_settle (doomed->self, d);
     if (d && d->status != MC__DELIVERY_STATUS__DELIVERY_DELIVERED)
-        s_body_unref (doomed->self, d);
+        s_body_release (doomed->self, d, d->status == MC__DELIVERY_STATUS__DELIVERY_PENDING, true);
     if (d)
         mc__delivery__free_unpacked (d, NULL);
     return 0;
@@ -992,14 +990,9 @@ static void s_on_retry (self_t *self, mc_request_t *req)
             d->created_ms = d->next_attempt_ms = d->updated_ms = now;
             d->attempts = 0;
             s_set_error (d, "");
-            char key[256];
-            s_key (d, key, sizeof key);
-            size_t len;
-            uint8_t *buf = s_pack (d, &len);
             mc_store_batch_t *batch = mc_store_batch_new ();
             mc_store_batch_delete (batch, old);
-            mc_store_batch_put (batch, key, buf, len);
-            free (buf);
+            s_batch_put (batch, d);
             mc_store_batch_write (self->ctx->store, &batch, true);
             zlistx_add_end (queue->pending, s_dup (d));
             s_body_pend (self, d); // its bytes are read back when it is attempted
