@@ -147,6 +147,15 @@ static bool s_wait_requests (s_receiver_t *rx, int n)
     return atomic_load (&rx->requests) >= n;
 }
 
+//  The body of the i-th request the receiver read, copied into got (returned).
+static const char *s_received (s_receiver_t *rx, int i, char got[512])
+{
+    pthread_mutex_lock (&rx->lock);
+    snprintf (got, 512, "%s", i < 64 ? rx->bodies[i] : "");
+    pthread_mutex_unlock (&rx->lock);
+    return got;
+}
+
 //  --- the actor -----------------------------------------------------------------------
 
 typedef struct {
@@ -154,6 +163,21 @@ typedef struct {
     mc_config_t *config;
     mc_test_actor_t run; // while the actor runs
 } s_webhook_t;
+
+//  A fresh data dir and default config (the actor is started with s_start).
+static void s_open (s_webhook_t *self, const char *tag)
+{
+    *self = (s_webhook_t){0};
+    self->dir = mc_test_tmpdir (tag);
+    self->config = mc_config_new ();
+}
+
+static void s_close (s_webhook_t *self)
+{
+    mc_config_destroy (&self->config);
+    mc_test_rmtree (self->dir);
+    free (self->dir);
+}
 
 static void s_start (s_webhook_t *self)
 {
@@ -279,9 +303,8 @@ static s_census_t s_census (s_webhook_t *self)
 
 static void test_shared_body (void)
 {
-    s_webhook_t f = {0};
-    f.dir = mc_test_tmpdir ("webhook");
-    f.config = mc_config_new ();
+    s_webhook_t f;
+    s_open (&f, "webhook");
     f.config->webhook_retry_base_ms = 100;
     f.config->webhook_retry_cap_ms = 200;
     s_receiver_t rx;
@@ -315,10 +338,9 @@ static void test_shared_body (void)
     CU_ASSERT (s_wait_requests (&rx, before + 2));
     zclock_sleep (100); // the DELIVERED writes are batched for at most 10 ms
     s_stop (&f);
-    pthread_mutex_lock (&rx.lock);
-    CU_ASSERT_STRING_EQUAL (rx.bodies[before], "{\"n\":1}");
-    CU_ASSERT_STRING_EQUAL (rx.bodies[before + 1], "{\"n\":1}");
-    pthread_mutex_unlock (&rx.lock);
+    char got[512];
+    CU_ASSERT_STRING_EQUAL (s_received (&rx, before, got), "{\"n\":1}");
+    CU_ASSERT_STRING_EQUAL (s_received (&rx, before + 1, got), "{\"n\":1}");
     census = s_census (&f);
     CU_ASSERT_EQUAL (census.bodies, 0);
     CU_ASSERT_EQUAL (census.pending, 0);
@@ -349,26 +371,21 @@ static void test_shared_body (void)
     CU_ASSERT (s_wait_requests (&rx, before + 1));
     zclock_sleep (100);
     s_stop (&f);
-    pthread_mutex_lock (&rx.lock);
-    CU_ASSERT_STRING_EQUAL (rx.bodies[before], "{\"n\":4}");
-    pthread_mutex_unlock (&rx.lock);
+    CU_ASSERT_STRING_EQUAL (s_received (&rx, before, got), "{\"n\":4}");
     census = s_census (&f);
     CU_ASSERT_EQUAL (census.bodies, 0);
     CU_ASSERT_EQUAL (census.delivered, 3);
 
     s_receiver_stop (&rx);
-    mc_config_destroy (&f.config);
-    mc_test_rmtree (f.dir);
-    free (f.dir);
+    s_close (&f);
 }
 
 //  A dead letter keeps its body's record (not its bytes in memory); retried after a
 //  restart, it is sent that body, read back, and then the record goes.
 static void test_dead_letter_body (void)
 {
-    s_webhook_t f = {0};
-    f.dir = mc_test_tmpdir ("webhook-dead");
-    f.config = mc_config_new ();
+    s_webhook_t f;
+    s_open (&f, "webhook-dead");
     s_receiver_t rx;
     s_receiver_start (&rx, 500);
     const char *modules[] = {"mod-a"};
@@ -398,18 +415,15 @@ static void test_dead_letter_body (void)
     CU_ASSERT (s_wait_requests (&rx, 2));
     zclock_sleep (100); // the DELIVERED write is batched for at most 10 ms
     s_stop (&f);
-    pthread_mutex_lock (&rx.lock);
-    CU_ASSERT_STRING_EQUAL (rx.bodies[1], "{\"n\":3}");
-    pthread_mutex_unlock (&rx.lock);
+    char got[512];
+    CU_ASSERT_STRING_EQUAL (s_received (&rx, 1, got), "{\"n\":3}");
     census = s_census (&f);
     CU_ASSERT_EQUAL (census.bodies, 0);
     CU_ASSERT_EQUAL (census.dead, 0);
     CU_ASSERT_EQUAL (census.delivered, 1);
 
     s_receiver_stop (&rx);
-    mc_config_destroy (&f.config);
-    mc_test_rmtree (f.dir);
-    free (f.dir);
+    s_close (&f);
 }
 
 void mc_test_webhook (void)
