@@ -7,22 +7,25 @@
     synced batches of 100 - design.md).
 
     Delivery is at least once, per subscription in publish order: each subscription has
-    a queue, and only its head is ever in flight, so a later event never overtakes an
-    earlier undelivered one. Attempts run on libcurl multi, each subscription reusing
-    one easy handle (and so its kept-alive connection), so thousands can be in flight
-    without blocking the actor.
+    a queue, and a later event never overtakes an earlier undelivered one. HTTP
+    deliveries are sent by the delivery threads ([webhook] threads, webhook_http.h): the
+    actor hands a subscription's first HAND_DEPTH pending deliveries to the thread that
+    owns it (a hash of the subscription id) as self-contained jobs; the thread sends
+    them one after the other on its libcurl multi, over one kept-alive connection, and
+    starts the next one as soon as the previous one is answered 2xx, so a subscription
+    does not wait for the actor between two deliveries. The first failure halts the
+    subscription at the thread (the jobs behind it come back cancelled); the actor then
+    decides the head's fate (below) and hands the queue again under a new generation, so
+    nothing of the old one can run after it. Native deliveries are pushed by the actor
+    itself, the head only.
 
     The loop. One pass: take what waits on the pipe, the ROUTER and the sdk DEALER;
-    start the heads that became due (every 100 ms); curl_multi_perform once; handle
-    every finished transfer (the records they change go to one unsynced batch, written
-    when it holds FLUSH_MAX records or is FLUSH_MS old); then wait in curl_multi_poll
-    on curl's sockets plus the three sockets' ZMQ_FDs. ZMQ_FD is edge-triggered, so
-    the loop only waits after ZMQ_EVENTS said no socket has a message. This replaces a
-    zloop with curl's sockets registered in it: every socket curl added or removed
-    (several per delivery on kept-alive connections) made zloop rebuild its poll set
-    and stop handling the other ready sockets of that pass, so each delivery cost a
-    pass over every subscription's socket (the profile showed two thirds of the thread
-    in zloop and poll with 100 subscribers).
+    start the heads that became due (every 100 ms); take the jobs the threads handed
+    back and record their outcomes (the records they change go to one unsynced batch,
+    written when it holds FLUSH_MAX records or is FLUSH_MS old), topping each touched
+    queue up; wake the threads that were handed jobs while waiting; then poll the three
+    sockets' ZMQ_FDs and the threads' eventfd. ZMQ_FD is edge-triggered, so the loop
+    only waits after ZMQ_EVENTS said no socket has a message.
 
     Records. PENDING records are written synced before the enqueue is answered (an
     acknowledged event is never lost). An event's body is written once, next to its
@@ -41,7 +44,8 @@
     out, and a delivered delivery is never sent again.
 
     Signing: the HMAC state keyed with a module's secret is made once per secret and
-    copied for each signature; the request headers are built in the attempt itself.
+    copied into each job; the delivery thread signs when it sends (so the Standard
+    Webhooks timestamp is the time of sending) and builds the headers in the job.
 
     Outcome of an attempt:
         2xx                 DELIVERED (kept for listing: the last 1,000 per module)
@@ -63,8 +67,8 @@
     Restart: every PENDING record is loaded back into its queue, in seq order. */
 #include "actors/webhook.h"
 
-#include <curl/curl.h>
 #include <math.h>
+#include <poll.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <string.h>
@@ -73,6 +77,7 @@
 #include "core/context.h"
 #include "core/fsutil.h"
 #include "core/metrics.h"
+#include "actors/webhook_http.h"
 #include "envelope_cases.h"
 
 #define KEEP_DELIVERED   1000
@@ -81,7 +86,7 @@
 #define TICK_MS          100 // retries and waiting heads are looked at this often
 #define FLUSH_MS         10  // unsynced record writes wait at most this long...
 #define FLUSH_MAX        256 // ...or until this many are batched
-#define HEADERS_MAX      10  // request header lines
+#define HAND_DEPTH       8   // jobs a subscription may have at its delivery thread
 
 typedef struct self_t self_t;
 
@@ -96,8 +101,8 @@ typedef struct {
     uint64_t seq;     // its record's
     uint32_t refs;    // PENDING and DEAD records that refer to it: the record stays while > 0
     uint32_t pending; // PENDING deliveries among them: the bytes stay in memory while > 0
-    size_t len;       // of data
-    uint8_t *data;    // the event's JSON bytes, or NULL while only dead letters need them
+    mc_blob_t *bytes; // the event's JSON, or NULL while only dead letters need it (shared
+                      // with the jobs that send it)
 } body_t;
 
 //  One subscription's queue of pending deliveries, oldest first.
@@ -106,24 +111,15 @@ typedef struct attempt_t attempt_t;
 typedef struct {
     char *subscription_id; // key
     zlistx_t *pending;     // Mc__Delivery * (owned), in seq order
-    bool in_flight;        // the head is being attempted
-    attempt_t *attempt;    // that attempt, while in_flight
-    CURL *easy;            // this subscription's transfer, reused, or NULL until the first
-    char *url;             // the URL easy was last given (curl parses it when set)
+    size_t handed;         // HTTP: jobs of this generation out, for the first pending ones
+    uint64_t gen;          // HTTP: the generation jobs are handed with (see webhook_http.h)
+    attempt_t *push;       // native: the push of the head in flight, or NULL
 } queue_t;
 
-//  An attempt in progress.
+//  A native push in flight (HTTP attempts are jobs of the delivery threads).
 struct attempt_t {
-    self_t *owner;          // the actor
-    queue_t *queue;         // whose head is attempted
-    Mc__Delivery *delivery; // the head (borrowed from the queue)
-    CURL *easy;             // the queue's transfer (HTTP, borrowed), or NULL (native push)
-    //  The request headers: a curl_slist curl reads, built here in place (no allocation
-    //  per line; curl neither copies nor frees the list).
-    struct curl_slist header_nodes[HEADERS_MAX];
-    char header_lines[HEADERS_MAX][256];
-    size_t headers;       // lines used
-    uint64_t native_call; // the SdkPush call id (native push), or 0
+    queue_t *queue;       // whose head is pushed
+    uint64_t native_call; // the SdkPush call id
 };
 
 struct self_t {
@@ -131,7 +127,7 @@ struct self_t {
     zsock_t *router;         // inproc://modcore.webhook
     zsock_t *eventbus;       // DEALER: notifications to the bus (410 unsubscribe, exhausted)
     zsock_t *registry;       // DEALER: RegistryWake when a delivery waits for a module
-    CURLM *multi;            // libcurl multi
+    mc_webhook_http_t *http; // the delivery threads
     bool terminated;         // $TERM received
     mc_store_batch_t *batch; // unsynced record writes not yet written, or NULL
     size_t batched;          // their count
@@ -143,52 +139,16 @@ struct self_t {
     zhashx_t *delivered;     // module -> zlistx of store keys of DELIVERED records, oldest first
     zhashx_t *bodies;        // body seq (decimal) -> body_t * (owned)
     uint64_t next_seq;       // seq of the next outbox record
-    size_t in_flight;        // attempts running
+    uint64_t next_gen;       // generation of the next queue handing (from 1)
 };
 
 //  --- signatures ------------------------------------------------------------------
-
-//  HMAC-SHA256 of the parts, from a state already keyed with the secret (the keying
-//  is the same for every message of a module, so the actor does it once per secret).
-static void s_hmac (const crypto_auth_hmacsha256_state *keyed, const uint8_t *parts[],
-                    const size_t lens[], size_t n, uint8_t mac[crypto_auth_hmacsha256_BYTES])
-{
-    crypto_auth_hmacsha256_state state = *keyed;
-    for (size_t i = 0; i < n; i++)
-        crypto_auth_hmacsha256_update (&state, parts[i], lens[i]);
-    crypto_auth_hmacsha256_final (&state, mac);
-    sodium_memzero (&state, sizeof state);
-}
-
-static void s_sign_selena (const crypto_auth_hmacsha256_state *keyed, const uint8_t *body,
-                           size_t len, char *out)
-{
-    uint8_t mac[crypto_auth_hmacsha256_BYTES];
-    const uint8_t *parts[] = {body};
-    size_t lens[] = {len};
-    s_hmac (keyed, parts, lens, 1, mac);
-    memcpy (out, "sha256=", 7);
-    sodium_bin2hex (out + 7, 65, mac, sizeof mac);
-}
-
-static void s_sign_standard (const crypto_auth_hmacsha256_state *keyed, const char *id,
-                             int64_t timestamp, const uint8_t *body, size_t len, char *out)
-{
-    char stamp[32];
-    int n = snprintf (stamp, sizeof stamp, ".%lld.", (long long)timestamp);
-    uint8_t mac[crypto_auth_hmacsha256_BYTES];
-    const uint8_t *parts[] = {(const uint8_t *)id, (const uint8_t *)stamp, body};
-    size_t lens[] = {strlen (id), (size_t)n, len};
-    s_hmac (keyed, parts, lens, 3, mac);
-    memcpy (out, "v1,", 3);
-    sodium_bin2base64 (out + 3, 49, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
-}
 
 void mc_webhook_sign_selena (const char *secret, const uint8_t *body, size_t len, char *out)
 {
     crypto_auth_hmacsha256_state keyed;
     crypto_auth_hmacsha256_init (&keyed, (const uint8_t *)secret, strlen (secret));
-    s_sign_selena (&keyed, body, len, out);
+    mc_webhook_sign_selena_keyed (&keyed, body, len, out);
     sodium_memzero (&keyed, sizeof keyed);
 }
 
@@ -197,7 +157,7 @@ void mc_webhook_sign_standard (const char *secret, const char *id, int64_t times
 {
     crypto_auth_hmacsha256_state keyed;
     crypto_auth_hmacsha256_init (&keyed, (const uint8_t *)secret, strlen (secret));
-    s_sign_standard (&keyed, id, timestamp, body, len, out);
+    mc_webhook_sign_standard_keyed (&keyed, id, timestamp, body, len, out);
     sodium_memzero (&keyed, sizeof keyed);
 }
 
@@ -344,7 +304,7 @@ static void s_body_free (void **item)
 {
     body_t *body = *item;
     if (body) {
-        free (body->data);
+        mc_blob_unref (&body->bytes);
         free (body);
     }
     *item = NULL;
@@ -356,33 +316,30 @@ static body_t *s_body_new (self_t *self, uint64_t seq, const void *data, size_t 
     body_t *body = calloc (1, sizeof *body);
     assert (body);
     body->seq = seq;
-    body->len = len;
-    body->data = malloc (len ? len : 1);
-    assert (body->data);
-    if (len)
-        memcpy (body->data, data, len);
+    body->bytes = mc_blob_new (data, len);
     zhashx_update (self->bodies, s_body_name (seq).text, body);
     return body;
 }
 
-//  The bytes to send for d: its shared body (read back from its record if only dead
-//  letters needed it until now), or its own (records from before sharing).
-static ProtobufCBinaryData s_body_of (self_t *self, const Mc__Delivery *d)
+//  The bytes to send for d, a new reference: its shared body (read back from its record
+//  if only dead letters needed it until now), or its own (records from before sharing).
+static mc_blob_t *s_body_of (self_t *self, const Mc__Delivery *d)
 {
     if (!d->body_seq)
-        return d->body;
+        return mc_blob_new (d->body.data, d->body.len);
     body_t *body = s_body_find (self, d->body_seq);
     assert (body); // referenced bodies stay until their last reference goes
-    if (!body->data) {
+    if (!body->bytes) {
         char key[32];
         s_body_key (body->seq, key, sizeof key);
         size_t len = 0;
-        body->data = mc_store_get (self->ctx->store, key, &len);
-        body->len = body->data ? len : 0;
-        if (!body->data)
+        uint8_t *data = mc_store_get (self->ctx->store, key, &len);
+        if (!data)
             zsys_error ("webhook: the body record %s cannot be read", key);
+        body->bytes = mc_blob_new (data, data ? len : 0);
+        free (data);
     }
-    return (ProtobufCBinaryData){body->len, body->data};
+    return mc_blob_ref (body->bytes);
 }
 
 //  d is PENDING (again, after a retry of a dead letter): its body's bytes are needed.
@@ -412,10 +369,8 @@ static void s_body_release (self_t *self, const Mc__Delivery *d, bool was_pendin
     body_t *body = d->body_seq ? s_body_find (self, d->body_seq) : NULL;
     if (!body)
         return;
-    if (was_pending && body->pending > 0 && --body->pending == 0) {
-        free (body->data);
-        body->data = NULL;
-    }
+    if (was_pending && body->pending > 0 && --body->pending == 0)
+        mc_blob_unref (&body->bytes); // jobs still sending it hold their own reference
     if (record_gone && --body->refs == 0)
         s_body_drop (self, body);
 }
@@ -436,6 +391,7 @@ static queue_t *s_queue (self_t *self, const char *subscription_id)
         queue = calloc (1, sizeof *queue);
         assert (queue);
         queue->subscription_id = strdup (subscription_id);
+        queue->gen = self->next_gen++;
         queue->pending = zlistx_new ();
         zlistx_set_destructor (queue->pending, s_delivery_free);
         zhashx_insert (self->queues, subscription_id, queue);
@@ -448,10 +404,7 @@ static void s_queue_free (void **item)
     queue_t *queue = *item;
     if (!queue)
         return;
-    assert (!queue->in_flight);
-    if (queue->easy)
-        curl_easy_cleanup (queue->easy);
-    free (queue->url);
+    assert (!queue->push);
     zlistx_destroy (&queue->pending);
     free (queue->subscription_id);
     free (queue);
@@ -482,123 +435,73 @@ static void s_delivered_free (void **item)
 
 //  --- attempts --------------------------------------------------------------------
 
-static size_t s_discard (char *data, size_t size, size_t n, void *arg)
-{
-    return size * n;
-}
-
 static void s_kick (self_t *self, queue_t *queue);
 
-//  Ends an attempt's transfer and frees what it holds (and the attempt itself when
-//  free_it); its delivery stays at the head of its queue.
-static void s_abandon (self_t *self, attempt_t *attempt, bool free_it)
+//  The queue's jobs out at the delivery threads are let go of: they come back
+//  cancelled or with results the queue ignores (an older generation). The thread is
+//  told to drop the subscription when drop (its connection goes too).
+static void s_new_generation (self_t *self, queue_t *queue, bool drop)
 {
-    if (attempt->easy) {
-        //  The easy handle stays with the queue; nothing of the attempt stays in it.
-        curl_multi_remove_handle (self->multi, attempt->easy);
-        curl_easy_setopt (attempt->easy, CURLOPT_HTTPHEADER, NULL);
-        curl_easy_setopt (attempt->easy, CURLOPT_PRIVATE, NULL);
-    } else {
-        char key[24];
-        snprintf (key, sizeof key, "%" PRIu64, attempt->native_call);
-        zhashx_delete (self->native, key); // a late reply finds nothing
+    queue->gen = self->next_gen++;
+    queue->handed = 0;
+    if (drop) {
+        mc_job_t *job = mc_job_new ();
+        job->drop = true;
+        job->subscription_id = strdup (queue->subscription_id);
+        mc_webhook_http_hand (self->http, job);
     }
-    attempt->queue->in_flight = false;
-    attempt->queue->attempt = NULL;
-    self->in_flight--;
-    if (free_it)
-        free (attempt);
 }
 
-//  Adds a request header line to the attempt's list.
-static void s_add_header (attempt_t *attempt, const char *format, ...)
+//  Ends a native push: its delivery stays at the head of its queue.
+static void s_abandon_push (self_t *self, queue_t *queue)
 {
-    assert (attempt->headers < HEADERS_MAX);
-    size_t i = attempt->headers++;
-    va_list args;
-    va_start (args, format);
-    vsnprintf (attempt->header_lines[i], sizeof attempt->header_lines[i], format, args);
-    va_end (args);
-    attempt->header_nodes[i] = (struct curl_slist){attempt->header_lines[i], NULL};
-    if (i > 0)
-        attempt->header_nodes[i - 1].next = &attempt->header_nodes[i];
+    char key[24];
+    snprintf (key, sizeof key, "%" PRIu64, queue->push->native_call);
+    zhashx_delete (self->native, key); // a late reply finds nothing
+    free (queue->push);
+    queue->push = NULL;
 }
 
-//  Starts an attempt at the head of queue.
-static void s_attempt (self_t *self, queue_t *queue)
+//  Pushes the head of queue down its module's SDK session.
+static void s_push (self_t *self, queue_t *queue, Mc__Delivery *d)
 {
-    Mc__Delivery *d = zlistx_first (queue->pending);
-    const secret_t *secret = zhashx_lookup (self->secrets, d->module);
-    assert (d && secret);
+    mc_blob_t *body = s_body_of (self, d);
+    Mc__SdkPush push = MC__SDK_PUSH__INIT;
+    push.module = d->module;
+    push.delivery_id = d->id;
+    push.json = (ProtobufCBinaryData){body->len, body->data};
+    push.attempt = d->attempts + 1;
+    push.timeout_ms = self->ctx->config->webhook_timeout_ms;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_SDK_PUSH;
+    env.sdk_push = &push;
     attempt_t *attempt = calloc (1, sizeof *attempt);
     assert (attempt);
-    attempt->owner = self;
     attempt->queue = queue;
-    attempt->delivery = d;
-    ProtobufCBinaryData body = s_body_of (self, d);
-    if (strcmp (d->url, "native:") == 0) {
-        //  A native subscription: pushed down the module's SDK session, ACKed there.
-        Mc__SdkPush push = MC__SDK_PUSH__INIT;
-        push.module = d->module;
-        push.delivery_id = d->id;
-        push.json = body;
-        push.attempt = d->attempts + 1;
-        push.timeout_ms = self->ctx->config->webhook_timeout_ms;
-        mc_env_t env = MC__ENVELOPE__INIT;
-        env.body_case = MC__ENVELOPE__BODY_SDK_PUSH;
-        env.sdk_push = &push;
-        attempt->native_call = mc_send_request (self->sdk, &env);
-        char key[24];
-        snprintf (key, sizeof key, "%" PRIu64, attempt->native_call);
-        zhashx_insert (self->native, key, attempt);
-        queue->in_flight = true;
-        queue->attempt = attempt;
-        self->in_flight++;
-        return;
-    }
-    int64_t now = mc_time_unix ();
-    char selena[80], standard[64];
-    s_sign_selena (&secret->keyed, body.data, body.len, selena);
-    s_sign_standard (&secret->keyed, d->event_id, now, body.data, body.len, standard);
-    s_add_header (attempt, "Content-Type: application/json");
-    s_add_header (attempt, "X-Selena-Signature: %s", selena);
-    s_add_header (attempt, "X-Event-Id: %s", d->event_id);
-    s_add_header (attempt, "X-Event-Type: %s", d->event_type);
-    s_add_header (attempt, "webhook-id: %s", d->event_id);
-    s_add_header (attempt, "webhook-timestamp: %lld", (long long)now);
-    s_add_header (attempt, "webhook-signature: %s", standard);
-    s_add_header (attempt, "X-Delivery-Attempt: %u", d->attempts + 1);
-    s_add_header (attempt, "User-Agent: modcore-webhook/" MC_VERSION);
-    s_add_header (attempt, "Expect:");
+    attempt->native_call = mc_send_request (self->sdk, &env);
+    mc_blob_unref (&body);
+    char key[24];
+    snprintf (key, sizeof key, "%" PRIu64, attempt->native_call);
+    zhashx_insert (self->native, key, attempt);
+    queue->push = attempt;
+}
 
-    if (!queue->easy) {
-        //  Made once per subscription and reused: what does not change is set here.
-        CURL *easy = curl_easy_init ();
-        assert (easy);
-        curl_easy_setopt (easy, CURLOPT_PROTOCOLS_STR, "http");
-        curl_easy_setopt (easy, CURLOPT_NOPROXY, "*");
-        curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt (easy, CURLOPT_TCP_NODELAY, 1L);
-        curl_easy_setopt (easy, CURLOPT_FOLLOWLOCATION, 0L); // a 3xx is a failure
-        curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, (long)self->ctx->config->webhook_timeout_ms);
-        curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_discard);
-        queue->easy = easy;
-    }
-    CURL *easy = queue->easy;
-    attempt->easy = easy;
-    if (!queue->url || strcmp (queue->url, d->url) != 0) {
-        free (queue->url);
-        queue->url = strdup (d->url);
-        curl_easy_setopt (easy, CURLOPT_URL, d->url);
-    }
-    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, attempt->header_nodes);
-    curl_easy_setopt (easy, CURLOPT_POSTFIELDS, body.data);
-    curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE, (long)body.len);
-    curl_easy_setopt (easy, CURLOPT_PRIVATE, attempt);
-    queue->in_flight = true;
-    queue->attempt = attempt;
-    self->in_flight++;
-    curl_multi_add_handle (self->multi, easy);
+//  Hands d (a pending delivery of queue, after those already handed) to the delivery
+//  threads.
+static void s_hand (self_t *self, queue_t *queue, Mc__Delivery *d, const secret_t *secret)
+{
+    mc_job_t *job = mc_job_new ();
+    job->subscription_id = strdup (queue->subscription_id);
+    job->gen = queue->gen;
+    job->seq = d->seq;
+    job->url = strdup (d->url);
+    job->event_id = strdup (d->event_id);
+    job->event_type = strdup (d->event_type);
+    job->attempt = d->attempts + 1;
+    job->body = s_body_of (self, d);
+    job->keyed = secret->keyed;
+    queue->handed++;
+    mc_webhook_http_hand (self->http, job);
 }
 
 //  Marks the head DEAD (synced dead letter), publishes webhook.exhausted unless quiet.
@@ -625,16 +528,16 @@ static void s_dead (self_t *self, queue_t *queue, const char *why, bool publish)
 }
 
 //  An attempt is over: decide the head's fate, then go on with the queue. code is the
-//  HTTP status (200 for an ACKed push), or 0 when no answer came, with failure saying
-//  why; retry_after_s is a 429's Retry-After in seconds (curl reads both the seconds
-//  and the HTTP-date forms), or 0 without one.
-static void s_finish (self_t *self, attempt_t *attempt, long code, const char *failure,
+
+//  An attempt at the head of queue is over: decide its fate. code is the HTTP status
+//  (200 for an ACKed push), or 0 when no answer came, with failure saying why;
+//  retry_after_s is a 429's Retry-After in seconds (curl reads both the seconds and the
+//  HTTP-date forms), or 0 without one. Returns whether the head was delivered.
+static bool s_settle (self_t *self, queue_t *queue, long code, const char *failure,
                       long retry_after_s)
 {
-    queue_t *queue = attempt->queue;
-    Mc__Delivery *d = attempt->delivery;
+    Mc__Delivery *d = zlistx_first (queue->pending);
     bool answered = code > 0;
-    s_abandon (self, attempt, false);
     int64_t now = mc_time_unix_ms ();
     d->attempts++;
     d->last_status_code = (int32_t)code;
@@ -649,10 +552,13 @@ static void s_finish (self_t *self, attempt_t *attempt, long code, const char *f
         char key[256];
         s_key (d, key, sizeof key);
         s_remember_delivered (self, d->module, key);
+        zlistx_first (queue->pending);
         zlistx_delete (queue->pending, zlistx_cursor (queue->pending));
         mc_metrics_delivery (MC_DELIVERY_DELIVERED);
         mc_metrics_outbox_add (-1);
-    } else if (answered && code == 410) {
+        return true;
+    }
+    if (answered && code == 410) {
         //  The receiver says this subscription is gone: drop it and its backlog.
         Mc__EventUnsubscribe unsub = MC__EVENT_UNSUBSCRIBE__INIT;
         unsub.subscription_id = queue->subscription_id;
@@ -666,68 +572,99 @@ static void s_finish (self_t *self, attempt_t *attempt, long code, const char *f
         s_dead (self, queue, "410 Gone: the subscription was removed", false);
         while (zlistx_first (queue->pending))
             s_dead (self, queue, "the subscription was removed (410 Gone)", false);
-    } else {
-        if (!answered)
-            snprintf (why, sizeof why, "%s", failure ? failure : "no answer");
-        else if (code >= 300 && code < 400)
-            snprintf (why, sizeof why, "HTTP %ld (redirects are not followed)", code);
-        else
-            snprintf (why, sizeof why, "HTTP %ld", code);
-        s_set_error (d, why);
-        const mc_config_t *cfg = self->ctx->config;
-        uint64_t delay =
-            mc_webhook_backoff_ms (d->attempts, cfg->webhook_retry_base_ms,
-                                   cfg->webhook_retry_cap_ms, randombytes_uniform (1000000) / 1e6);
-        if (code == 429 && retry_after_s > 0) {
-            delay = (uint64_t)retry_after_s * 1000;
-            if (delay > cfg->webhook_retry_cap_ms)
-                delay = cfg->webhook_retry_cap_ms;
-        }
-        if (now + (int64_t)delay - d->created_ms > (int64_t)cfg->webhook_max_age_s * 1000) {
-            char dead[320];
-            snprintf (dead, sizeof dead, "gave up after %u attempts: %s", d->attempts, why);
-            s_dead (self, queue, dead, true);
-        } else {
-            d->next_attempt_ms = now + (int64_t)delay;
-            s_save (self, d, false);
-            mc_metrics_delivery (MC_DELIVERY_RETRIED);
-        }
+        return false;
     }
-    free (attempt);
-    s_kick (self, queue);
+    if (!answered)
+        snprintf (why, sizeof why, "%s", failure ? failure : "no answer");
+    else if (code >= 300 && code < 400)
+        snprintf (why, sizeof why, "HTTP %ld (redirects are not followed)", code);
+    else
+        snprintf (why, sizeof why, "HTTP %ld", code);
+    s_set_error (d, why);
+    const mc_config_t *cfg = self->ctx->config;
+    uint64_t delay =
+        mc_webhook_backoff_ms (d->attempts, cfg->webhook_retry_base_ms, cfg->webhook_retry_cap_ms,
+                               randombytes_uniform (1000000) / 1e6);
+    if (code == 429 && retry_after_s > 0) {
+        delay = (uint64_t)retry_after_s * 1000;
+        if (delay > cfg->webhook_retry_cap_ms)
+            delay = cfg->webhook_retry_cap_ms;
+    }
+    if (now + (int64_t)delay - d->created_ms > (int64_t)cfg->webhook_max_age_s * 1000) {
+        char dead[320];
+        snprintf (dead, sizeof dead, "gave up after %u attempts: %s", d->attempts, why);
+        s_dead (self, queue, dead, true);
+    } else {
+        d->next_attempt_ms = now + (int64_t)delay;
+        s_save (self, d, false);
+        mc_metrics_delivery (MC_DELIVERY_RETRIED);
+    }
+    return false;
 }
 
-//  Starts the queue's head if it is due, idle, and its module's secret is known.
+//  A job came back from a delivery thread.
+static void s_on_job (self_t *self, mc_job_t *job)
+{
+    queue_t *queue = zhashx_lookup (self->queues, job->subscription_id);
+    if (!queue || job->gen != queue->gen)
+        return; // let go of (s_new_generation): cancelled, or a result already dealt with
+    queue->handed--;
+    Mc__Delivery *d = zlistx_first (queue->pending);
+    if (job->cancelled || !d || d->seq != job->seq) { // cannot happen: see Order
+        zsys_error ("webhook: a result for %s came out of order; its jobs are handed again",
+                    job->subscription_id);
+        s_new_generation (self, queue, true);
+        return;
+    }
+    if (!s_settle (self, queue, job->code, job->failure, job->retry_after_s))
+        s_new_generation (self, queue, false); // the thread cancels the jobs behind it
+}
+
+//  Takes the jobs the delivery threads handed back, then hands more.
+static void s_on_results (self_t *self)
+{
+    mc_job_t **jobs;
+    size_t count = mc_webhook_http_take (self->http, &jobs);
+    zhashx_t *touched = zhashx_new (); // queues that may hand more
+    for (size_t i = 0; i < count; i++) {
+        s_on_job (self, jobs[i]);
+        queue_t *queue = zhashx_lookup (self->queues, jobs[i]->subscription_id);
+        if (queue)
+            zhashx_update (touched, queue->subscription_id, queue);
+        mc_job_free (&jobs[i]);
+    }
+    free (jobs);
+    for (queue_t *queue = zhashx_first (touched); queue; queue = zhashx_next (touched))
+        s_kick (self, queue);
+    zhashx_destroy (&touched);
+}
+
+//  Starts what the queue can: up to HAND_DEPTH pending deliveries handed to its
+//  delivery thread (the head only when due), or a native push of a due head. A
+//  module's deliveries wait until its secret is known.
 static void s_kick (self_t *self, queue_t *queue)
 {
     Mc__Delivery *d = zlistx_first (queue->pending);
-    if (!d || queue->in_flight || !zhashx_lookup (self->secrets, d->module))
+    if (!d || queue->push || queue->handed >= HAND_DEPTH)
         return;
-    if (d->next_attempt_ms <= mc_time_unix_ms ())
-        s_attempt (self, queue);
-}
-
-//  Lets curl do what its sockets and timers allow, then finishes every transfer that
-//  ended (each starts its queue's next head).
-static void s_run_curl (self_t *self)
-{
-    int running = 0;
-    curl_multi_perform (self->multi, &running);
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read (self->multi, &left)))
-        if (msg->msg == CURLMSG_DONE) {
-            attempt_t *attempt = NULL;
-            curl_easy_getinfo (msg->easy_handle, CURLINFO_PRIVATE, (char **)&attempt);
-            long code = 0;
-            curl_off_t retry_after = 0;
-            if (msg->data.result == CURLE_OK)
-                curl_easy_getinfo (attempt->easy, CURLINFO_RESPONSE_CODE, &code);
-            if (code == 429)
-                curl_easy_getinfo (attempt->easy, CURLINFO_RETRY_AFTER, &retry_after);
-            s_finish (self, attempt, code, curl_easy_strerror (msg->data.result),
-                      (long)retry_after);
-        }
+    const secret_t *secret = zhashx_lookup (self->secrets, d->module);
+    if (!secret)
+        return;
+    if (!queue->handed && d->next_attempt_ms > mc_time_unix_ms ())
+        return;
+    if (strcmp (d->url, "native:") == 0) {
+        //  A native subscription: pushed down the module's SDK session, ACKed there.
+        if (!queue->handed)
+            s_push (self, queue, d);
+        return;
+    }
+    for (size_t i = 0; d && i < queue->handed; i++)
+        d = zlistx_next (queue->pending); // handed already
+    for (; d && queue->handed < HAND_DEPTH; d = zlistx_next (queue->pending)) {
+        if (strcmp (d->url, "native:") == 0)
+            break; // its turn comes when the jobs before it are done
+        s_hand (self, queue, d, secret);
+    }
 }
 
 //  Starts the heads that became due (retries) or can now go (a secret arrived).
@@ -762,7 +699,7 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
                 zlistx_add_end (bodies, body);
                 char key[32];
                 s_body_key (body->seq, key, sizeof key);
-                mc_store_batch_put (batch, key, body->data, body->len);
+                mc_store_batch_put (batch, key, body->bytes->data, body->bytes->len);
             }
             if (body) { // else the delivery carries its own body, as records did before
                 body->refs++;
@@ -863,8 +800,9 @@ static void s_on_forget (self_t *self, mc_request_t *req)
             queue_t *queue = zhashx_lookup (self->queues, key);
             Mc__Delivery *head = zlistx_first (queue->pending);
             if (head && strcmp (head->module, module) == 0) {
-                if (queue->attempt)
-                    s_abandon (self, queue->attempt, true);
+                if (queue->push)
+                    s_abandon_push (self, queue);
+                s_new_generation (self, queue, true);
                 mc_metrics_outbox_add (-(int64_t)zlistx_size (queue->pending));
                 zlistx_purge (queue->pending);
             }
@@ -1059,9 +997,12 @@ static void s_on_sdk (self_t *self)
     snprintf (key, sizeof key, "%" PRIu64, reply->request_id);
     attempt_t *attempt = zhashx_lookup (self->native, key);
     if (attempt) {
+        queue_t *queue = attempt->queue;
+        s_abandon_push (self, queue);
         char why[300];
         snprintf (why, sizeof why, "native push: %s", reply->detail ? reply->detail : "failed");
-        s_finish (self, attempt, reply->status == MC__STATUS__STATUS_OK ? 200 : 0, why, 0);
+        s_settle (self, queue, reply->status == MC__STATUS__STATUS_OK ? 200 : 0, why, 0);
+        s_kick (self, queue);
     }
     mc_env_free (reply);
 }
@@ -1082,13 +1023,14 @@ static bool s_readable (zsock_t *sock)
 //  The loop (see DESIGN at the top).
 static void s_run (self_t *self, zsock_t *pipe)
 {
-    struct curl_waitfd waits[] = {
-        {zsock_fd (pipe), CURL_WAIT_POLLIN, 0},
-        {zsock_fd (self->router), CURL_WAIT_POLLIN, 0},
-        {zsock_fd (self->sdk), CURL_WAIT_POLLIN, 0},
+    struct pollfd waits[] = {
+        {zsock_fd (pipe), POLLIN, 0},
+        {zsock_fd (self->router), POLLIN, 0},
+        {zsock_fd (self->sdk), POLLIN, 0},
+        {mc_webhook_http_fd (self->http), POLLIN, 0},
     };
     //  Sockets that may have a message: their ZMQ_FD fired, or ZMQ_EVENTS said so.
-    bool pipe_ready = true, router_ready = true, sdk_ready = true;
+    bool pipe_ready = true, router_ready = true, sdk_ready = true, results_ready = true;
     int64_t next_tick = zclock_mono () + TICK_MS;
     while (!self->terminated) {
         if (pipe_ready && s_readable (pipe))
@@ -1102,7 +1044,9 @@ static void s_run (self_t *self, zsock_t *pipe)
             s_kick_all (self);
             next_tick = now + TICK_MS;
         }
-        s_run_curl (self);
+        if (results_ready)
+            s_on_results (self);
+        mc_webhook_http_flush (self->http); // wakes the threads handed jobs in this pass
         int64_t flush = s_flush_due (self);
         if (flush == 0) {
             s_flush (self);
@@ -1122,10 +1066,12 @@ static void s_run (self_t *self, zsock_t *pipe)
             if (timeout < 0)
                 timeout = 0;
         }
-        curl_multi_poll (self->multi, waits, 3, (int)timeout, NULL);
+        if (poll (waits, 4, (int)timeout) < 0 && errno != EINTR)
+            zsys_error ("webhook: poll: %s", strerror (errno));
         pipe_ready = pipe_ready || waits[0].revents;
         router_ready = router_ready || waits[1].revents;
         sdk_ready = sdk_ready || waits[2].revents;
+        results_ready = waits[3].revents != 0;
     }
 }
 
@@ -1195,11 +1141,12 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     zhashx_set_destructor (self->secrets, s_secret_free);
     self->delivered = zhashx_new ();
     zhashx_set_destructor (self->delivered, s_delivered_free);
-    self->multi = curl_multi_init ();
-    curl_multi_setopt (self->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    self->next_gen = 1;
+    self->http = mc_webhook_http_new (self->ctx->config->webhook_threads,
+                                      self->ctx->config->webhook_timeout_ms);
     self->bodies = zhashx_new ();
     zhashx_set_destructor (self->bodies, s_body_free);
-    bool ok = self->router && self->eventbus && self->multi &&
+    bool ok = self->router && self->eventbus && self->http &&
               mc_store_scan (self->ctx->store, "whb/", s_load_body, self) == 0 &&
               mc_store_scan (self->ctx->store, "wh/", s_load_one, self) == 0;
     //  Bodies nothing refers to: left by a crash between a DELIVERED write and the
@@ -1208,10 +1155,8 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     for (body_t *body = zhashx_first (self->bodies); body; body = zhashx_next (self->bodies))
         if (body->refs == 0)
             zlistx_add_end (orphans, body);
-        else if (body->pending == 0) { // only dead letters need it: read back on a retry
-            free (body->data);
-            body->data = NULL;
-        }
+        else if (body->pending == 0) // only dead letters need it: read back on a retry
+            mc_blob_unref (&body->bytes);
     for (body_t *body = zlistx_first (orphans); body; body = zlistx_next (orphans))
         s_body_drop (self, body);
     zlistx_destroy (&orphans);
@@ -1224,12 +1169,12 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
         s_run (self, pipe);
     }
     //  In-flight attempts are abandoned; their records stay PENDING and resume later.
+    mc_webhook_http_destroy (&self->http);
     for (queue_t *q = zhashx_first (self->queues); q; q = zhashx_next (self->queues))
-        if (q->attempt)
-            s_abandon (self, q->attempt, true);
+        if (q->push)
+            s_abandon_push (self, q);
     s_flush (self);
-    zhashx_destroy (&self->queues); // their easy handles, out of the multi now
-    curl_multi_cleanup (self->multi);
+    zhashx_destroy (&self->queues);
     zhashx_destroy (&self->secrets);
     zhashx_destroy (&self->delivered);
     zhashx_destroy (&self->bodies);

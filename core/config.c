@@ -55,6 +55,7 @@ mc_config_t *mc_config_new (void)
     self->webhook_retry_base_ms = 1000;
     self->webhook_retry_cap_ms = 3600000;
     self->webhook_max_age_s = 86400;
+    self->webhook_threads = 2;
     mc_zipx_limits_default (&self->zip_limits);
     self->storage_max_open = 64;
     self->storage_max_keys = 10000;
@@ -309,7 +310,7 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
     json_t *wh = json_object_get (root, "webhook");
     if (wh) {
         static const char *const keys[] = {"timeout_ms", "retry_base_ms", "retry_cap_ms",
-                                           "max_age_s", NULL};
+                                           "max_age_s",  "threads",       NULL};
         if (s_known (wh, "webhook", keys, err))
             goto done;
         struct {
@@ -321,6 +322,7 @@ int mc_config_load_file (mc_config_t *self, const char *path, mc_error_t *err)
             {"retry_base_ms", &self->webhook_retry_base_ms, 10, 3600000},
             {"retry_cap_ms", &self->webhook_retry_cap_ms, 10, 86400000},
             {"max_age_s", &self->webhook_max_age_s, 1, 30 * 86400},
+            {"threads", &self->webhook_threads, 1, 16},
         };
         for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
             v = *fields[i].field;

@@ -28,6 +28,7 @@ typedef struct {
     uint32_t webhook_retry_base_ms; // [webhook] retry_base_ms; first retry delay, default 1000
     uint32_t webhook_retry_cap_ms;  // [webhook] retry_cap_ms; longest delay, default 1 h
     uint32_t webhook_max_age_s;     // [webhook] max_age_s; then dead-lettered, default 1 day
+    uint32_t webhook_threads;       // [webhook] threads; delivery threads, default 2
     mc_zipx_limits_t zip_limits;    // [install] max_entries, max_total_mb, max_entry_mb, max_ratio
     uint32_t storage_max_open;      // [storage] max_open; module databases open at once, default 64
     uint64_t storage_max_keys;      // [storage] max_keys; per module, default 10,000

@@ -97,6 +97,7 @@ static void test_defaults (void)
     CU_ASSERT_EQUAL (config->webhook_retry_base_ms, 1000);
     CU_ASSERT_EQUAL (config->webhook_retry_cap_ms, 3600000);
     CU_ASSERT_EQUAL (config->webhook_max_age_s, 86400);
+    CU_ASSERT_EQUAL (config->webhook_threads, 2);
     CU_ASSERT_EQUAL (config->sdk_workers, 4);
     CU_ASSERT_EQUAL (config->sdk_queue_max, 1024);
     CU_ASSERT_EQUAL (config->sdk_io_threads, 2);
@@ -143,6 +144,7 @@ static void test_every_key (void)
                        "retry_base_ms = 250\n"
                        "retry_cap_ms = 60000\n"
                        "max_age_s = 3600\n"
+                       "threads = 3\n"
                        "[sdk]\n"
                        "workers = 8\n"
                        "queue_max = 64\n"
@@ -175,6 +177,7 @@ static void test_every_key (void)
     CU_ASSERT_EQUAL (config->webhook_retry_base_ms, 250);
     CU_ASSERT_EQUAL (config->webhook_retry_cap_ms, 60000);
     CU_ASSERT_EQUAL (config->webhook_max_age_s, 3600);
+    CU_ASSERT_EQUAL (config->webhook_threads, 3);
     CU_ASSERT_EQUAL (config->sdk_workers, 8);
     CU_ASSERT_EQUAL (config->sdk_queue_max, 64);
     CU_ASSERT_EQUAL (config->sdk_io_threads, 3);
@@ -242,6 +245,8 @@ static void test_wrong_type (void)
     CU_ASSERT (s_refused ("[webhook]\ntimeout_ms = 99\n", "[webhook] timeout_ms"));
     CU_ASSERT (s_refused ("[webhook]\nmax_age_s = \"1d\"\n", "[webhook] max_age_s"));
     CU_ASSERT (s_refused ("webhook = 1\n", "[webhook] must be a table"));
+    CU_ASSERT (s_refused ("[webhook]\nthreads = 0\n", "[webhook] threads"));
+    CU_ASSERT (s_refused ("[webhook]\nthreads = 17\n", "[webhook] threads"));
     CU_ASSERT (s_refused ("[sdk]\nio_threads = 0\n", "[sdk] io_threads"));
     CU_ASSERT (s_refused ("[sdk]\nio_threads = 17\n", "[sdk] io_threads"));
     CU_ASSERT (s_refused ("[core]\nlisten = \"host:99999\"\n", "[core] listen"));

@@ -5,6 +5,7 @@
     restart with their shared body, and a body record nothing refers to is deleted at
     start-up. */
 #include "actors/webhook.h"
+#include "actors/webhook_http.h"
 #include "core/actor.h"
 #include "core/context.h"
 #include "core/fsutil.h"
@@ -426,9 +427,167 @@ static void test_dead_letter_body (void)
     s_close (&f);
 }
 
+//  --- the delivery threads -------------------------------------------------------------
+
+typedef struct {
+    mc_job_t *jobs[64]; // handed back, in order
+    size_t count;
+} s_results_t;
+
+static mc_job_t *s_job (int port, const char *sub, uint64_t gen, uint64_t seq)
+{
+    mc_job_t *job = mc_job_new ();
+    char text[64];
+    job->subscription_id = strdup (sub);
+    job->gen = gen;
+    job->seq = seq;
+    snprintf (text, sizeof text, "http://127.0.0.1:%d/webhook/events", port);
+    job->url = strdup (text);
+    job->event_id = strdup ("00000000-0000-4000-8000-000000000000");
+    job->event_type = strdup ("test.tick");
+    job->attempt = 1;
+    int n = snprintf (text, sizeof text, "{\"%s\":%llu}", sub, (unsigned long long)seq);
+    job->body = mc_blob_new (text, (size_t)n);
+    crypto_auth_hmacsha256_init (&job->keyed, (const uint8_t *)SECRET, 64);
+    return job;
+}
+
+//  Takes results until `total` have come back (false after 10 s).
+static bool s_collect (mc_webhook_http_t *http, s_results_t *results, size_t total)
+{
+    for (int i = 0; i < 1000 && results->count < total; i++) {
+        struct pollfd fd = {mc_webhook_http_fd (http), POLLIN, 0};
+        poll (&fd, 1, 10);
+        mc_job_t **jobs;
+        size_t n = mc_webhook_http_take (http, &jobs);
+        for (size_t j = 0; j < n; j++)
+            if (results->count < 64)
+                results->jobs[results->count++] = jobs[j];
+            else
+                mc_job_free (&jobs[j]);
+        free (jobs);
+    }
+    return results->count >= total;
+}
+
+static void s_results_free (s_results_t *results)
+{
+    for (size_t i = 0; i < results->count; i++)
+        mc_job_free (&results->jobs[i]);
+    results->count = 0;
+}
+
+//  The result of sub's job seq among results, or NULL.
+static mc_job_t *s_result (s_results_t *results, const char *sub, uint64_t seq)
+{
+    for (size_t i = 0; i < results->count; i++)
+        if (strcmp (results->jobs[i]->subscription_id, sub) == 0 && results->jobs[i]->seq == seq)
+            return results->jobs[i];
+    return NULL;
+}
+
+//  Each subscription's jobs run in the order handed; the first failure cancels those
+//  behind it and those of its generation handed later; a new generation runs again;
+//  dropping a subscription lets go of it.
+static void test_delivery_threads (void)
+{
+    s_receiver_t rx;
+    s_receiver_start (&rx, 200);
+    mc_webhook_http_t *http = mc_webhook_http_new (2, 2000);
+    CU_ASSERT_FATAL (http != NULL);
+    s_results_t results = {0};
+    const char *subs[] = {"sub-a", "sub-b", "sub-c"};
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        for (int s = 0; s < 3; s++)
+            mc_webhook_http_hand (http, s_job (rx.port, subs[s], 1, seq));
+    mc_webhook_http_flush (http);
+    CU_ASSERT_FATAL (s_collect (http, &results, 15));
+    CU_ASSERT_EQUAL (atomic_load (&rx.requests), 15);
+    for (int s = 0; s < 3; s++) {
+        uint64_t last = 0; // each subscription's results come back in its order
+        for (size_t i = 0; i < results.count; i++) {
+            mc_job_t *job = results.jobs[i];
+            if (strcmp (job->subscription_id, subs[s]) != 0)
+                continue;
+            CU_ASSERT_EQUAL (job->seq, last + 1);
+            CU_ASSERT_EQUAL (job->code, 200);
+            CU_ASSERT_FALSE (job->cancelled);
+            last = job->seq;
+        }
+        CU_ASSERT_EQUAL (last, 5);
+    }
+    //  A subscription's bodies reached the receiver in its order.
+    char got[512], want[64];
+    for (int s = 0; s < 3; s++) {
+        uint64_t next = 1;
+        for (int i = 0; i < 15; i++) {
+            snprintf (want, sizeof want, "{\"%s\":%llu}", subs[s], (unsigned long long)next);
+            if (strcmp (s_received (&rx, i, got), want) == 0)
+                next++;
+        }
+        CU_ASSERT_EQUAL (next, 6);
+    }
+    s_results_free (&results);
+
+    //  A failure halts sub-a: the jobs behind it come back cancelled, unsent.
+    atomic_store (&rx.status, 500);
+    for (uint64_t seq = 6; seq <= 8; seq++)
+        mc_webhook_http_hand (http, s_job (rx.port, "sub-a", 1, seq));
+    mc_webhook_http_flush (http);
+    CU_ASSERT_FATAL (s_collect (http, &results, 3));
+    CU_ASSERT_EQUAL (atomic_load (&rx.requests), 16);
+    CU_ASSERT_EQUAL (s_result (&results, "sub-a", 6)->code, 500);
+    CU_ASSERT_FALSE (s_result (&results, "sub-a", 6)->cancelled);
+    CU_ASSERT_TRUE (s_result (&results, "sub-a", 7)->cancelled);
+    CU_ASSERT_TRUE (s_result (&results, "sub-a", 8)->cancelled);
+    CU_ASSERT_EQUAL (results.jobs[0]->seq, 6); // the failure first
+    s_results_free (&results);
+
+    //  A job of the halted generation, handed later, is cancelled too; the next
+    //  generation runs.
+    atomic_store (&rx.status, 200);
+    mc_webhook_http_hand (http, s_job (rx.port, "sub-a", 1, 7));
+    mc_webhook_http_hand (http, s_job (rx.port, "sub-a", 2, 6));
+    mc_webhook_http_hand (http, s_job (rx.port, "sub-a", 2, 7));
+    mc_webhook_http_flush (http);
+    CU_ASSERT_FATAL (s_collect (http, &results, 3));
+    CU_ASSERT_TRUE (results.jobs[0]->cancelled);
+    CU_ASSERT_EQUAL (results.jobs[0]->gen, 1);
+    CU_ASSERT_EQUAL (results.jobs[1]->seq, 6);
+    CU_ASSERT_EQUAL (results.jobs[1]->code, 200);
+    CU_ASSERT_EQUAL (results.jobs[2]->seq, 7);
+    CU_ASSERT_EQUAL (results.jobs[2]->code, 200);
+    CU_ASSERT_EQUAL (atomic_load (&rx.requests), 18);
+    s_results_free (&results);
+
+    //  A dropped subscription starts afresh; unreachable receivers answer 0 with why.
+    mc_job_t *drop = mc_job_new ();
+    drop->drop = true;
+    drop->subscription_id = strdup ("sub-b");
+    mc_webhook_http_hand (http, drop);
+    mc_webhook_http_hand (http, s_job (rx.port, "sub-b", 3, 6));
+    mc_webhook_http_hand (http, s_job (1, "sub-c", 1, 6)); // nothing listens on port 1
+    mc_webhook_http_flush (http);
+    CU_ASSERT_FATAL (s_collect (http, &results, 2));
+    CU_ASSERT_EQUAL (s_result (&results, "sub-b", 6)->code, 200);
+    CU_ASSERT_EQUAL (s_result (&results, "sub-c", 6)->code, 0);
+    CU_ASSERT_PTR_NOT_NULL (s_result (&results, "sub-c", 6)->failure);
+    s_results_free (&results);
+
+    //  Jobs still held at the end are freed with the threads.
+    atomic_store (&rx.status, 200);
+    for (uint64_t seq = 7; seq <= 9; seq++)
+        mc_webhook_http_hand (http, s_job (rx.port, "sub-b", 3, seq));
+    mc_webhook_http_flush (http);
+    mc_webhook_http_destroy (&http);
+    CU_ASSERT_PTR_NULL (http);
+    s_receiver_stop (&rx);
+}
+
 void mc_test_webhook (void)
 {
     CU_pSuite suite = CU_add_suite ("webhook", NULL, NULL);
     CU_add_test (suite, "one body per event, shared and released", test_shared_body);
     CU_add_test (suite, "a dead letter's body, read back on retry", test_dead_letter_body);
+    CU_add_test (suite, "delivery threads: order, halts, generations, drop", test_delivery_threads);
 }
