@@ -10,8 +10,8 @@ subscribes itself at start. Sinks 0-9 subscribe to "fan10.*" and "fan100.*", sin
   core     the admin token publishes E events (POST /api/v1/events/publish, mc-load
            closed loop, 8 connections; the rate limit is raised to 10^6/s for the
            publisher); the core signs (two HMAC schemes), writes every delivery to the
-           durable outbox (group commit) and POSTs it with libcurl multi, one in flight
-           per subscription (publish order per subscription)
+           durable outbox (group commit); its delivery threads POST them with libcurl
+           multi, one in flight per subscription (publish order per subscription)
   curl     bench/curl_fanout POSTs the same number of deliveries to the same sinks with
            libcurl multi, one in flight per target too: no signing, no outbox (the target's
            baseline)
