@@ -10,14 +10,13 @@
     a queue, and a later event never overtakes an earlier undelivered one. HTTP
     deliveries are sent by the delivery threads ([webhook] threads, webhook_http.h): the
     actor hands a subscription's first HAND_DEPTH pending deliveries to the thread that
-    owns it (a hash of the subscription id) as self-contained jobs; the thread sends
-    them one after the other on its libcurl multi, over one kept-alive connection, and
-    starts the next one as soon as the previous one is answered 2xx, so a subscription
-    does not wait for the actor between two deliveries. The first failure halts the
-    subscription at the thread (the jobs behind it come back cancelled); the actor then
-    decides the head's fate (below) and hands the queue again under a new generation, so
-    nothing of the old one can run after it. Native deliveries are pushed by the actor
-    itself, the head only.
+    owns it (subscriptions are given to the threads in turn) as self-contained jobs; the thread
+   sends them one after the other on its libcurl multi, over one kept-alive connection, and starts
+   the next one as soon as the previous one is answered 2xx, so a subscription does not wait for the
+   actor between two deliveries. The first failure halts the subscription at the thread (the jobs
+   behind it come back cancelled); the actor then decides the head's fate (below) and hands the
+   queue again under a new generation, so nothing of the old one can run after it. Native deliveries
+   are pushed by the actor itself, the head only.
 
     The loop. One pass: take what waits on the pipe, the ROUTER and the sdk DEALER;
     start the heads that became due (every 100 ms); take the jobs the threads handed
@@ -113,6 +112,7 @@ typedef struct {
     zlistx_t *pending;     // Mc__Delivery * (owned), in seq order
     size_t handed;         // HTTP: jobs of this generation out, for the first pending ones
     uint64_t gen;          // HTTP: the generation jobs are handed with (see webhook_http.h)
+    uint32_t thread;       // HTTP: the delivery thread that sends its jobs
     attempt_t *push;       // native: the push of the head in flight, or NULL
 } queue_t;
 
@@ -140,6 +140,7 @@ struct self_t {
     zhashx_t *bodies;        // body seq (decimal) -> body_t * (owned)
     uint64_t next_seq;       // seq of the next outbox record
     uint64_t next_gen;       // generation of the next queue handing (from 1)
+    uint32_t next_thread;    // delivery thread of the next new queue
 };
 
 //  --- signatures ------------------------------------------------------------------
@@ -392,6 +393,7 @@ static queue_t *s_queue (self_t *self, const char *subscription_id)
         assert (queue);
         queue->subscription_id = strdup (subscription_id);
         queue->gen = self->next_gen++;
+        queue->thread = self->next_thread++; // in turn: subscriptions spread evenly
         queue->pending = zlistx_new ();
         zlistx_set_destructor (queue->pending, s_delivery_free);
         zhashx_insert (self->queues, subscription_id, queue);
@@ -448,6 +450,7 @@ static void s_new_generation (self_t *self, queue_t *queue, bool drop)
         mc_job_t *job = mc_job_new ();
         job->drop = true;
         job->subscription_id = strdup (queue->subscription_id);
+        job->thread = queue->thread;
         mc_webhook_http_hand (self->http, job);
     }
 }
@@ -492,6 +495,7 @@ static void s_hand (self_t *self, queue_t *queue, Mc__Delivery *d, const secret_
 {
     mc_job_t *job = mc_job_new ();
     job->subscription_id = strdup (queue->subscription_id);
+    job->thread = queue->thread;
     job->gen = queue->gen;
     job->seq = d->seq;
     job->url = strdup (d->url);

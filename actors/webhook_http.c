@@ -460,17 +460,7 @@ void mc_webhook_http_destroy (mc_webhook_http_t **self_p)
 
 void mc_webhook_http_hand (mc_webhook_http_t *self, mc_job_t *job)
 {
-    //  FNV-1a of the subscription id, its bits mixed (murmur3's finalizer; FNV's low
-    //  bits alone spread poorly): the same thread for every job of a subscription.
-    uint32_t hash = 2166136261u;
-    for (const char *c = job->subscription_id; *c; c++)
-        hash = (hash ^ (uint8_t)*c) * 16777619u;
-    hash ^= hash >> 16;
-    hash *= 0x85ebca6bu;
-    hash ^= hash >> 13;
-    hash *= 0xc2b2ae35u;
-    hash ^= hash >> 16;
-    worker_t *w = &self->workers[hash % self->count];
+    worker_t *w = &self->workers[job->thread % self->count];
     pthread_mutex_lock (&w->lock);
     s_jobs_add (&w->todo, job);
     pthread_mutex_unlock (&w->lock);

@@ -1,7 +1,7 @@
 /*  webhook_http: the webhook actor's delivery threads.
 
-    Each thread runs libcurl multi for the subscriptions given to it (a hash of the
-    subscription id picks the thread, so a subscription always goes to the same one),
+    Each thread runs libcurl multi for the subscriptions given to it (the actor gives
+    each subscription a thread, in turn, and sends all its jobs there),
     with one request in flight per subscription, in the order the actor handed them.
     The actor keeps the outbox, its records and the decisions; a thread only sends.
 
@@ -43,8 +43,10 @@ void mc_blob_unref (mc_blob_t **blob);
 typedef struct {
     //  Set by the actor.
     char *subscription_id;
-    uint64_t gen; // the subscription's generation when handed (see Order)
-    uint64_t seq; // the delivery's
+    uint32_t thread; // the delivery thread (modulo their count): the same for every job
+                     // of a subscription
+    uint64_t gen;    // the subscription's generation when handed (see Order)
+    uint64_t seq;    // the delivery's
     char *url;
     char *event_id;
     char *event_type;

@@ -439,6 +439,7 @@ static mc_job_t *s_job (int port, const char *sub, uint64_t gen, uint64_t seq)
     mc_job_t *job = mc_job_new ();
     char text[64];
     job->subscription_id = strdup (sub);
+    job->thread = (uint32_t)sub[strlen (sub) - 1]; // sub-a and sub-c on one, sub-b the other
     job->gen = gen;
     job->seq = seq;
     snprintf (text, sizeof text, "http://127.0.0.1:%d/webhook/events", port);
@@ -564,6 +565,7 @@ static void test_delivery_threads (void)
     mc_job_t *drop = mc_job_new ();
     drop->drop = true;
     drop->subscription_id = strdup ("sub-b");
+    drop->thread = 'b';
     mc_webhook_http_hand (http, drop);
     mc_webhook_http_hand (http, s_job (rx.port, "sub-b", 3, 6));
     mc_webhook_http_hand (http, s_job (1, "sub-c", 1, 6)); // nothing listens on port 1
