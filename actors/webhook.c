@@ -113,6 +113,7 @@ typedef struct {
     size_t handed;         // HTTP: jobs of this generation out, for the first pending ones
     uint64_t gen;          // HTTP: the generation jobs are handed with (see webhook_http.h)
     uint32_t thread;       // HTTP: the delivery thread that sends its jobs
+    bool touched;          // in s_on_results' list of queues to top up
     attempt_t *push;       // native: the push of the head in flight, or NULL
 } queue_t;
 
@@ -183,9 +184,9 @@ uint64_t mc_webhook_backoff_ms (uint32_t attempts, uint32_t base_ms, uint32_t ca
 
 //  --- outbox records ----------------------------------------------------------------
 
-static void s_key (const Mc__Delivery *d, char *key, size_t size)
+static void s_key (const char *module, uint64_t seq, char *key, size_t size)
 {
-    snprintf (key, size, "wh/%s/%020" PRIu64, d->module, d->seq);
+    snprintf (key, size, "wh/%s/%020" PRIu64, module, seq);
 }
 
 static uint8_t *s_pack (const Mc__Delivery *d, size_t *len)
@@ -249,7 +250,7 @@ static int64_t s_flush_due (self_t *self)
 static void s_batch_put (mc_store_batch_t *batch, const Mc__Delivery *d)
 {
     char key[256];
-    s_key (d, key, sizeof key);
+    s_key (d->module, d->seq, key, sizeof key);
     size_t len;
     uint8_t *buf = s_pack (d, &len);
     mc_store_batch_put (batch, key, buf, len);
@@ -413,26 +414,50 @@ static void s_queue_free (void **item)
     *item = NULL;
 }
 
-//  Remembers a DELIVERED record's key; deletes the oldest beyond KEEP_DELIVERED.
-static void s_remember_delivered (self_t *self, const char *module, const char *key)
+//  A module's DELIVERED records, by seq, oldest first: seqs[first..count) of an array
+//  that grows as needed and is moved down when half of it is spent.
+typedef struct {
+    uint64_t *seqs;
+    size_t first, count, size;
+} delivered_t;
+
+//  Remembers a DELIVERED record (d's); deletes the oldest beyond KEEP_DELIVERED.
+static void s_remember_delivered (self_t *self, const Mc__Delivery *d)
 {
-    zlistx_t *keys = zhashx_lookup (self->delivered, module);
-    if (!keys) {
-        keys = zlistx_new ();
-        zlistx_set_destructor (keys, (zlistx_destructor_fn *)zstr_free);
-        zhashx_insert (self->delivered, module, keys);
+    delivered_t *kept = zhashx_lookup (self->delivered, d->module);
+    if (!kept) {
+        kept = calloc (1, sizeof *kept);
+        assert (kept);
+        zhashx_insert (self->delivered, d->module, kept);
     }
-    zlistx_add_end (keys, strdup (key));
-    while (zlistx_size (keys) > KEEP_DELIVERED) {
-        char *old = zlistx_first (keys);
-        mc_store_batch_delete (s_batch (self), old);
-        zlistx_delete (keys, zlistx_cursor (keys));
+    if (kept->count == kept->size) {
+        if (kept->first > kept->size / 2) {
+            memmove (kept->seqs, kept->seqs + kept->first,
+                     (kept->count - kept->first) * sizeof *kept->seqs);
+            kept->count -= kept->first;
+            kept->first = 0;
+        } else {
+            kept->size = kept->size ? kept->size * 2 : 16;
+            kept->seqs = realloc (kept->seqs, kept->size * sizeof *kept->seqs);
+            assert (kept->seqs);
+        }
+    }
+    kept->seqs[kept->count++] = d->seq;
+    while (kept->count - kept->first > KEEP_DELIVERED) {
+        char key[256];
+        s_key (d->module, kept->seqs[kept->first++], key, sizeof key);
+        mc_store_batch_delete (s_batch (self), key);
     }
 }
 
 static void s_delivered_free (void **item)
 {
-    zlistx_destroy ((zlistx_t **)item);
+    delivered_t *kept = *item;
+    if (kept) {
+        free (kept->seqs);
+        free (kept);
+    }
+    *item = NULL;
 }
 
 //  --- attempts --------------------------------------------------------------------
@@ -447,9 +472,8 @@ static void s_new_generation (self_t *self, queue_t *queue, bool drop)
     queue->gen = self->next_gen++;
     queue->handed = 0;
     if (drop) {
-        mc_job_t *job = mc_job_new ();
+        mc_job_t *job = mc_job_new (queue->subscription_id, NULL, NULL, NULL);
         job->drop = true;
-        job->subscription_id = strdup (queue->subscription_id);
         job->thread = queue->thread;
         mc_webhook_http_hand (self->http, job);
     }
@@ -493,14 +517,10 @@ static void s_push (self_t *self, queue_t *queue, Mc__Delivery *d)
 //  threads.
 static void s_hand (self_t *self, queue_t *queue, Mc__Delivery *d, const secret_t *secret)
 {
-    mc_job_t *job = mc_job_new ();
-    job->subscription_id = strdup (queue->subscription_id);
+    mc_job_t *job = mc_job_new (queue->subscription_id, d->url, d->event_id, d->event_type);
     job->thread = queue->thread;
     job->gen = queue->gen;
     job->seq = d->seq;
-    job->url = strdup (d->url);
-    job->event_id = strdup (d->event_id);
-    job->event_type = strdup (d->event_type);
     job->attempt = d->attempts + 1;
     job->body = s_body_of (self, d);
     job->keyed = secret->keyed;
@@ -553,9 +573,7 @@ static bool s_settle (self_t *self, queue_t *queue, long code, const char *failu
         d->body.len = 0; // listings leave bodies out and a delivered one is never sent again
         s_save (self, d, false); // a lost "delivered" only means one more (allowed) duplicate
         s_body_release (self, d, true, true); // after that write: gone when unneeded
-        char key[256];
-        s_key (d, key, sizeof key);
-        s_remember_delivered (self, d->module, key);
+        s_remember_delivered (self, d);
         zlistx_first (queue->pending);
         zlistx_delete (queue->pending, zlistx_cursor (queue->pending));
         mc_metrics_delivery (MC_DELIVERY_DELIVERED);
@@ -606,41 +624,50 @@ static bool s_settle (self_t *self, queue_t *queue, long code, const char *failu
     return false;
 }
 
-//  A job came back from a delivery thread.
-static void s_on_job (self_t *self, mc_job_t *job)
+//  A job came back from a delivery thread. Returns its queue if that may hand more.
+static queue_t *s_on_job (self_t *self, mc_job_t *job)
 {
     queue_t *queue = zhashx_lookup (self->queues, job->subscription_id);
     if (!queue || job->gen != queue->gen)
-        return; // let go of (s_new_generation): cancelled, or a result already dealt with
+        return NULL; // let go of (s_new_generation): cancelled, or a result dealt with
     queue->handed--;
     Mc__Delivery *d = zlistx_first (queue->pending);
     if (job->cancelled || !d || d->seq != job->seq) { // cannot happen: see Order
         zsys_error ("webhook: a result for %s came out of order; its jobs are handed again",
                     job->subscription_id);
         s_new_generation (self, queue, true);
-        return;
-    }
-    if (!s_settle (self, queue, job->code, job->failure, job->retry_after_s))
+    } else if (!s_settle (self, queue, job->code, job->failure, job->retry_after_s))
         s_new_generation (self, queue, false); // the thread cancels the jobs behind it
+    return queue;
 }
 
-//  Takes the jobs the delivery threads handed back, then hands more.
+//  Takes the jobs the delivery threads handed back, then tops their queues up.
 static void s_on_results (self_t *self)
 {
     mc_job_t **jobs;
     size_t count = mc_webhook_http_take (self->http, &jobs);
-    zhashx_t *touched = zhashx_new (); // queues that may hand more
+    queue_t **touched = malloc ((count ? count : 1) * sizeof *touched);
+    assert (touched);
+    size_t n = 0;
     for (size_t i = 0; i < count; i++) {
-        s_on_job (self, jobs[i]);
-        queue_t *queue = zhashx_lookup (self->queues, jobs[i]->subscription_id);
-        if (queue)
-            zhashx_update (touched, queue->subscription_id, queue);
+        queue_t *queue = s_on_job (self, jobs[i]);
+        if (queue && !queue->touched) {
+            queue->touched = true;
+            touched[n++] = queue;
+        }
         mc_job_free (&jobs[i]);
     }
     free (jobs);
-    for (queue_t *queue = zhashx_first (touched); queue; queue = zhashx_next (touched))
-        s_kick (self, queue);
-    zhashx_destroy (&touched);
+    for (size_t i = 0; i < n; i++) {
+        touched[i]->touched = false;
+        s_kick (self, touched[i]);
+    }
+    free (touched);
+}
+
+static bool s_native (const Mc__Delivery *d)
+{
+    return d->url[0] == 'n' && strcmp (d->url, "native:") == 0;
 }
 
 //  Starts what the queue can: up to HAND_DEPTH pending deliveries handed to its
@@ -656,7 +683,7 @@ static void s_kick (self_t *self, queue_t *queue)
         return;
     if (!queue->handed && d->next_attempt_ms > mc_time_unix_ms ())
         return;
-    if (strcmp (d->url, "native:") == 0) {
+    if (s_native (d)) {
         //  A native subscription: pushed down the module's SDK session, ACKed there.
         if (!queue->handed)
             s_push (self, queue, d);
@@ -665,7 +692,7 @@ static void s_kick (self_t *self, queue_t *queue)
     for (size_t i = 0; d && i < queue->handed; i++)
         d = zlistx_next (queue->pending); // handed already
     for (; d && queue->handed < HAND_DEPTH; d = zlistx_next (queue->pending)) {
-        if (strcmp (d->url, "native:") == 0)
+        if (s_native (d))
             break; // its turn comes when the jobs before it are done
         s_hand (self, queue, d, secret);
     }
@@ -926,7 +953,7 @@ static void s_on_retry (self_t *self, mc_request_t *req)
                     p->next_attempt_ms = now;
         } else {
             char old[256];
-            s_key (d, old, sizeof old);
+            s_key (d->module, d->seq, old, sizeof old);
             d->status = MC__DELIVERY_STATUS__DELIVERY_PENDING;
             d->seq = self->next_seq++;
             d->created_ms = d->next_attempt_ms = d->updated_ms = now;
@@ -1123,7 +1150,7 @@ static int s_load_one (const char *key, size_t klen, const void *value, size_t v
         return 0;
     }
     if (d->status == MC__DELIVERY_STATUS__DELIVERY_DELIVERED)
-        s_remember_delivered (self, d->module, key);
+        s_remember_delivered (self, d);
     mc__delivery__free_unpacked (d, NULL);
     return 0;
 }

@@ -41,15 +41,15 @@ void mc_blob_unref (mc_blob_t **blob);
 //  result (or cancelled). A job with drop set is an order instead: the thread lets go
 //  of the subscription (its connection, and the jobs it holds, handed back cancelled).
 typedef struct {
-    //  Set by the actor.
-    char *subscription_id;
+    //  Set by the actor (the strings live in the job's own allocation).
+    const char *subscription_id;
     uint32_t thread; // the delivery thread (modulo their count): the same for every job
                      // of a subscription
     uint64_t gen;    // the subscription's generation when handed (see Order)
     uint64_t seq;    // the delivery's
-    char *url;
-    char *event_id;
-    char *event_type;
+    const char *url;
+    const char *event_id;
+    const char *event_type;
     uint32_t attempt; // X-Delivery-Attempt
     mc_blob_t *body;
     crypto_auth_hmacsha256_state keyed; // the module's secret, keyed (wiped on free)
@@ -61,7 +61,9 @@ typedef struct {
     bool cancelled;      // not attempted (see Order)
 } mc_job_t;
 
-mc_job_t *mc_job_new (void);
+//  A job with copies of these strings (url, event_id and event_type may be NULL: "").
+mc_job_t *mc_job_new (const char *subscription_id, const char *url, const char *event_id,
+                      const char *event_type);
 void mc_job_free (mc_job_t **job);
 
 typedef struct mc_webhook_http_t mc_webhook_http_t;

@@ -427,6 +427,70 @@ static void test_dead_letter_body (void)
     s_close (&f);
 }
 
+//  The smallest seq among a module's records, and their count.
+typedef struct {
+    uint64_t min;
+    int count;
+} s_seqs_t;
+
+static int s_seq_of (const char *key, size_t klen, const void *value, size_t vlen, void *arg)
+{
+    s_seqs_t *seqs = arg;
+    uint64_t seq = strtoull (strrchr (key, '/') + 1, NULL, 10);
+    if (!seqs->count++ || seq < seqs->min)
+        seqs->min = seq;
+    return 0;
+}
+
+static s_seqs_t s_module_seqs (s_webhook_t *self, const char *module)
+{
+    s_seqs_t seqs = {0};
+    char prefix[64];
+    snprintf (prefix, sizeof prefix, "wh/%s/", module);
+    mc_store_t *store = mc_test_store_open (self->dir);
+    mc_store_scan (store, prefix, s_seq_of, &seqs);
+    mc_store_close (&store);
+    return seqs;
+}
+
+//  A module keeps its last 1,000 DELIVERED records, also across a restart; another
+//  module's are its own.
+static void test_delivered_kept (void)
+{
+    s_receiver_t rx;
+    s_receiver_start (&rx, 200);
+    s_webhook_t f;
+    s_open (&f, "wh-kept");
+    s_start (&f);
+    s_secret (&f, "mod-a");
+    s_secret (&f, "mod-b");
+    const char *a[] = {"mod-a"}, *ab[] = {"mod-a", "mod-b"};
+    for (int i = 0; i < 1003; i++)
+        s_enqueue (&f, rx.port, "{\"n\":1}", i < 3 ? ab : a, i < 3 ? 2 : 1);
+    CU_ASSERT_FATAL (s_wait_requests (&rx, 1006));
+    zclock_sleep (100); // the last results recorded
+    s_stop (&f);
+    s_seqs_t kept = s_module_seqs (&f, "mod-a");
+    CU_ASSERT_EQUAL (kept.count, 1000);
+    CU_ASSERT_EQUAL (s_module_seqs (&f, "mod-b").count, 3);
+    CU_ASSERT_EQUAL (s_census (&f).delivered, 1003);
+
+    s_start (&f); // the kept ones are remembered at start-up
+    s_secret (&f, "mod-a");
+    s_enqueue (&f, rx.port, "{\"n\":2}", a, 1);
+    s_enqueue (&f, rx.port, "{\"n\":3}", a, 1);
+    CU_ASSERT_FATAL (s_wait_requests (&rx, 1008));
+    zclock_sleep (100);
+    s_stop (&f);
+    s_seqs_t later = s_module_seqs (&f, "mod-a");
+    CU_ASSERT_EQUAL (later.count, 1000);
+    CU_ASSERT (later.min > kept.min); // the oldest went
+    CU_ASSERT_EQUAL (s_census (&f).bodies, 0);
+
+    s_receiver_stop (&rx);
+    s_close (&f);
+}
+
 //  --- the delivery threads -------------------------------------------------------------
 
 typedef struct {
@@ -436,16 +500,12 @@ typedef struct {
 
 static mc_job_t *s_job (int port, const char *sub, uint64_t gen, uint64_t seq)
 {
-    mc_job_t *job = mc_job_new ();
     char text[64];
-    job->subscription_id = strdup (sub);
+    snprintf (text, sizeof text, "http://127.0.0.1:%d/webhook/events", port);
+    mc_job_t *job = mc_job_new (sub, text, "00000000-0000-4000-8000-000000000000", "test.tick");
     job->thread = (uint32_t)sub[strlen (sub) - 1]; // sub-a and sub-c on one, sub-b the other
     job->gen = gen;
     job->seq = seq;
-    snprintf (text, sizeof text, "http://127.0.0.1:%d/webhook/events", port);
-    job->url = strdup (text);
-    job->event_id = strdup ("00000000-0000-4000-8000-000000000000");
-    job->event_type = strdup ("test.tick");
     job->attempt = 1;
     int n = snprintf (text, sizeof text, "{\"%s\":%llu}", sub, (unsigned long long)seq);
     job->body = mc_blob_new (text, (size_t)n);
@@ -562,9 +622,8 @@ static void test_delivery_threads (void)
     s_results_free (&results);
 
     //  A dropped subscription starts afresh; unreachable receivers answer 0 with why.
-    mc_job_t *drop = mc_job_new ();
+    mc_job_t *drop = mc_job_new ("sub-b", NULL, NULL, NULL);
     drop->drop = true;
-    drop->subscription_id = strdup ("sub-b");
     drop->thread = 'b';
     mc_webhook_http_hand (http, drop);
     mc_webhook_http_hand (http, s_job (rx.port, "sub-b", 3, 6));
@@ -591,5 +650,6 @@ void mc_test_webhook (void)
     CU_pSuite suite = CU_add_suite ("webhook", NULL, NULL);
     CU_add_test (suite, "one body per event, shared and released", test_shared_body);
     CU_add_test (suite, "a dead letter's body, read back on retry", test_dead_letter_body);
+    CU_add_test (suite, "the last 1,000 delivered records kept per module", test_delivered_kept);
     CU_add_test (suite, "delivery threads: order, halts, generations, drop", test_delivery_threads);
 }
