@@ -10,13 +10,14 @@
     a queue, and a later event never overtakes an earlier undelivered one. HTTP
     deliveries are sent by the delivery threads ([webhook] threads, webhook_http.h): the
     actor hands a subscription's first HAND_DEPTH pending deliveries to the thread that
-    owns it (subscriptions are given to the threads in turn) as self-contained jobs; the thread
-   sends them one after the other on its libcurl multi, over one kept-alive connection, and starts
-   the next one as soon as the previous one is answered 2xx, so a subscription does not wait for the
-   actor between two deliveries. The first failure halts the subscription at the thread (the jobs
-   behind it come back cancelled); the actor then decides the head's fate (below) and hands the
-   queue again under a new generation, so nothing of the old one can run after it. Native deliveries
-   are pushed by the actor itself, the head only.
+    owns it (subscriptions are given to the threads in turn) as self-contained jobs; the
+    thread sends them one after the other on its libcurl multi, over one kept-alive
+    connection, and starts the next one as soon as the previous one is answered 2xx, so
+    a subscription does not wait for the actor between two deliveries. The first failure
+    halts the subscription at the thread (the jobs behind it come back cancelled); the
+    actor then decides the head's fate (below) and hands the queue again under a new
+    generation, so nothing of the old one can run after it. Native deliveries are pushed
+    by the actor itself, the head only.
 
     The loop. One pass: take what waits on the pipe, the ROUTER and the sdk DEALER;
     start the heads that became due (every 100 ms); take the jobs the threads handed
@@ -69,7 +70,6 @@
 #include <math.h>
 #include <poll.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <string.h>
 
 #include "core/actor.h"
@@ -137,7 +137,7 @@ struct self_t {
     zhashx_t *secrets;       // module -> secret_t * (owned)
     zhashx_t *native;        // SdkPush call id (string) -> attempt_t * (pushes in flight)
     zsock_t *sdk;            // DEALER to the sdk actor (native pushes; replies in the loop)
-    zhashx_t *delivered;     // module -> zlistx of store keys of DELIVERED records, oldest first
+    zhashx_t *delivered;     // module -> delivered_t: seqs of its DELIVERED records
     zhashx_t *bodies;        // body seq (decimal) -> body_t * (owned)
     uint64_t next_seq;       // seq of the next outbox record
     uint64_t next_gen;       // generation of the next queue handing (from 1)
@@ -551,8 +551,6 @@ static void s_dead (self_t *self, queue_t *queue, const char *why, bool publish)
     zlistx_delete (queue->pending, zlistx_cursor (queue->pending));
 }
 
-//  An attempt is over: decide the head's fate, then go on with the queue. code is the
-
 //  An attempt at the head of queue is over: decide its fate. code is the HTTP status
 //  (200 for an ACKed push), or 0 when no answer came, with failure saying why;
 //  retry_after_s is a 429's Retry-After in seconds (curl reads both the seconds and the
@@ -574,7 +572,6 @@ static bool s_settle (self_t *self, queue_t *queue, long code, const char *failu
         s_save (self, d, false); // a lost "delivered" only means one more (allowed) duplicate
         s_body_release (self, d, true, true); // after that write: gone when unneeded
         s_remember_delivered (self, d);
-        zlistx_first (queue->pending);
         zlistx_delete (queue->pending, zlistx_cursor (queue->pending));
         mc_metrics_delivery (MC_DELIVERY_DELIVERED);
         mc_metrics_outbox_add (-1);

@@ -145,7 +145,6 @@ static void s_jobs_move (jobs_t *to, jobs_t *from)
 
 //  A subscription as a thread sees it: its transfer and the jobs it holds, in order.
 typedef struct {
-    char *subscription_id;
     CURL *easy;         // reused, so its kept-alive connection is too
     char *url;          // the URL easy was last given (curl parses it when set)
     zlistx_t *jobs;     // mc_job_t *, the first one in flight while running
@@ -196,7 +195,6 @@ static void s_lane_free (void **item)
             curl_easy_cleanup (lane->easy);
         free (lane->url);
         zlistx_destroy (&lane->jobs);
-        free (lane->subscription_id);
         free (lane);
     }
     *item = NULL;
@@ -275,7 +273,6 @@ static void s_stop_transfer (worker_t *self, lane_t *lane)
 {
     if (lane->running) {
         curl_multi_remove_handle (self->multi, lane->easy);
-        curl_easy_setopt (lane->easy, CURLOPT_HTTPHEADER, NULL);
         lane->running = false;
     }
 }
@@ -306,7 +303,6 @@ static void s_take (worker_t *self, mc_job_t *job)
     if (!lane) {
         lane = calloc (1, sizeof *lane);
         assert (lane);
-        lane->subscription_id = strdup (job->subscription_id);
         lane->jobs = zlistx_new ();
         zhashx_insert (self->lanes, job->subscription_id, lane);
     }
