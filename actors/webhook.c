@@ -113,7 +113,7 @@ typedef struct {
     size_t handed;         // HTTP: jobs of this generation out, for the first pending ones
     uint64_t gen;          // HTTP: the generation jobs are handed with (see webhook_http.h)
     uint32_t thread;       // HTTP: the delivery thread that sends its jobs
-    bool touched;          // in s_on_results' list of queues to top up
+    bool touched;          // in a list of queues to top up (s_on_results, s_enqueue_batch)
     attempt_t *push;       // native: the push of the head in flight, or NULL
 } queue_t;
 
@@ -130,15 +130,16 @@ struct self_t {
     zsock_t *registry;       // DEALER: RegistryWake when a delivery waits for a module
     mc_webhook_http_t *http; // the delivery threads
     bool terminated;         // $TERM received
-    mc_store_batch_t *batch; // unsynced record writes not yet written, or NULL
+    mc_store_batch_t *batch; // unsynced record writes not yet written (reused)
     size_t batched;          // their count
+    mc_store_batch_t *group; // the synced writes of a group commit (reused)
     int64_t batch_since;     // when the batch was started (zclock_mono)
     zhashx_t *queues;        // subscription id -> queue_t *
     zhashx_t *secrets;       // module -> secret_t * (owned)
     zhashx_t *native;        // SdkPush call id (string) -> attempt_t * (pushes in flight)
     zsock_t *sdk;            // DEALER to the sdk actor (native pushes; replies in the loop)
     zhashx_t *delivered;     // module -> delivered_t: seqs of its DELIVERED records
-    zhashx_t *bodies;        // body seq (decimal) -> body_t * (owned)
+    zhashx_t *bodies;        // body seq (uint64_t *, the body's own) -> body_t * (owned)
     uint64_t next_seq;       // seq of the next outbox record
     uint64_t next_gen;       // generation of the next queue handing (from 1)
     uint32_t next_thread;    // delivery thread of the next new queue
@@ -215,15 +216,11 @@ static void s_delivery_free (void **item)
     *item = NULL;
 }
 
-//  The batch of unsynced writes, made when first needed; the caller adds one write.
+//  The batch of unsynced writes; the caller adds one write.
 static mc_store_batch_t *s_batch (self_t *self)
 {
-    if (!self->batch) {
-        self->batch = mc_store_batch_new ();
-        self->batched = 0;
+    if (self->batched++ == 0)
         self->batch_since = zclock_mono ();
-    }
-    self->batched++;
     return self->batch;
 }
 
@@ -231,14 +228,16 @@ static mc_store_batch_t *s_batch (self_t *self)
 //  reads and later writes come after it), and from the loop (s_flush_due).
 static void s_flush (self_t *self)
 {
-    if (self->batch)
-        mc_store_batch_write (self->ctx->store, &self->batch, false);
+    if (self->batched) {
+        mc_store_batch_commit (self->ctx->store, self->batch, false);
+        self->batched = 0;
+    }
 }
 
 //  Milliseconds until the batch must be written (0: now), or -1 without a batch.
 static int64_t s_flush_due (self_t *self)
 {
-    if (!self->batch)
+    if (!self->batched)
         return -1;
     if (self->batched >= FLUSH_MAX)
         return 0;
@@ -251,10 +250,14 @@ static void s_batch_put (mc_store_batch_t *batch, const Mc__Delivery *d)
 {
     char key[256];
     s_key (d->module, d->seq, key, sizeof key);
-    size_t len;
-    uint8_t *buf = s_pack (d, &len);
+    uint8_t small[1024]; // records without an inline body fit
+    size_t len = mc__delivery__get_packed_size (d);
+    uint8_t *buf = len <= sizeof small ? small : malloc (len);
+    assert (buf);
+    mc__delivery__pack (d, buf);
     mc_store_batch_put (batch, key, buf, len);
-    free (buf);
+    if (buf != small)
+        free (buf);
 }
 
 //  Writes d: synced, at once, for states that acknowledge something; otherwise in the
@@ -285,21 +288,25 @@ static void s_body_key (uint64_t seq, char *key, size_t size)
     snprintf (key, size, "whb/%020" PRIu64, seq);
 }
 
-//  The name of a body in self->bodies.
-typedef struct {
-    char text[24];
-} body_name_t;
-
-static body_name_t s_body_name (uint64_t seq)
+//  self->bodies is keyed by the body's seq, a uint64_t (the key points at body->seq).
+static size_t s_seq_hash (const void *key)
 {
-    body_name_t name;
-    snprintf (name.text, sizeof name.text, "%" PRIu64, seq);
-    return name;
+    uint64_t x = *(const uint64_t *)key; // a finaliser of MurmurHash3: seqs are sequential
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+static int s_seq_compare (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 static body_t *s_body_find (self_t *self, uint64_t seq)
 {
-    return zhashx_lookup (self->bodies, s_body_name (seq).text);
+    return zhashx_lookup (self->bodies, &seq);
 }
 
 static void s_body_free (void **item)
@@ -319,7 +326,8 @@ static body_t *s_body_new (self_t *self, uint64_t seq, const void *data, size_t 
     assert (body);
     body->seq = seq;
     body->bytes = mc_blob_new (data, len);
-    zhashx_update (self->bodies, s_body_name (seq).text, body);
+    int rc = zhashx_insert (self->bodies, &body->seq, body);
+    assert (rc == 0); // seqs are never used twice
     return body;
 }
 
@@ -359,7 +367,7 @@ static void s_body_drop (self_t *self, body_t *body)
     char key[32];
     s_body_key (body->seq, key, sizeof key);
     mc_store_batch_delete (s_batch (self), key);
-    zhashx_delete (self->bodies, s_body_name (body->seq).text);
+    zhashx_delete (self->bodies, &body->seq);
 }
 
 //  d lets go of its body, in one of two ways or both. was_pending: d is PENDING no
@@ -709,7 +717,7 @@ static void s_kick_all (self_t *self)
 static void s_enqueue_batch (self_t *self, zlistx_t *requests)
 {
     s_flush (self);
-    mc_store_batch_t *batch = mc_store_batch_new ();
+    mc_store_batch_t *batch = self->group;
     zlistx_t *fresh = zlistx_new ();
     zlistx_t *bodies = zlistx_new (); // body_t * of this batch
     for (mc_request_t *req = zlistx_first (requests); req; req = zlistx_next (requests)) {
@@ -741,30 +749,12 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
         }
         enqueue->n_deliveries = 0; // they are fresh's now (the array itself is freed)
     }
-    bool ok = mc_store_batch_write (self->ctx->store, &batch, true) == 0;
+    bool ok = mc_store_batch_commit (self->ctx->store, batch, true) == 0;
     if (!ok) // nothing was stored: the bodies go with the deliveries
         for (body_t *body = zlistx_first (bodies); body; body = zlistx_next (bodies))
-            zhashx_delete (self->bodies, s_body_name (body->seq).text);
+            zhashx_delete (self->bodies, &body->seq);
     zlistx_destroy (&bodies);
-    zhashx_t *woken = zhashx_new (); // each module told once per batch
-    for (Mc__Delivery *d = zlistx_first (fresh); d; d = zlistx_next (fresh)) {
-        if (ok && !zhashx_lookup (woken, d->module)) {
-            //  The registry starts an on_demand module that a delivery now waits for.
-            zhashx_insert (woken, d->module, (void *)1);
-            Mc__RegistryWake wake = MC__REGISTRY_WAKE__INIT;
-            wake.name = d->module;
-            mc_env_t env = MC__ENVELOPE__INIT;
-            env.body_case = MC__ENVELOPE__BODY_REGISTRY_WAKE;
-            env.registry_wake = &wake;
-            mc_notify (self->registry, &env);
-        }
-        if (ok) {
-            queue_t *queue = s_queue (self, d->subscription_id);
-            zlistx_add_end (queue->pending, d);
-            mc_metrics_outbox_add (1);
-        } else
-            mc__delivery__free_unpacked (d, NULL);
-    }
+    //  Answered first: the publishers wait for it, the rest does not need to go before.
     for (mc_request_t *req = zlistx_first (requests); req; req = zlistx_next (requests)) {
         if (ok) {
             mc_env_t reply = MC__ENVELOPE__INIT;
@@ -774,10 +764,43 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
                             MC__STATUS__STATUS_INTERNAL, "STORE_FAILED",
                             "cannot store the deliveries");
     }
+    if (!ok) {
+        zlistx_set_destructor (fresh, s_delivery_free);
+        zlistx_destroy (&fresh);
+        return;
+    }
+    queue_t **touched = malloc ((zlistx_size (fresh) + 1) * sizeof *touched);
+    assert (touched);
+    size_t n = 0;
+    zhashx_t *woken = zhashx_new (); // each module told once per batch
+    for (Mc__Delivery *d = zlistx_first (fresh); d; d = zlistx_next (fresh)) {
+        if (!zhashx_lookup (woken, d->module)) {
+            //  The registry starts an on_demand module that a delivery now waits for.
+            zhashx_insert (woken, d->module, (void *)1);
+            Mc__RegistryWake wake = MC__REGISTRY_WAKE__INIT;
+            wake.name = d->module;
+            mc_env_t env = MC__ENVELOPE__INIT;
+            env.body_case = MC__ENVELOPE__BODY_REGISTRY_WAKE;
+            env.registry_wake = &wake;
+            mc_notify (self->registry, &env);
+        }
+        queue_t *queue = s_queue (self, d->subscription_id);
+        zlistx_add_end (queue->pending, d);
+        mc_metrics_outbox_add (1);
+        if (!queue->touched) {
+            queue->touched = true;
+            touched[n++] = queue;
+        }
+    }
     zlistx_destroy (&fresh);
     zhashx_destroy (&woken);
-    if (ok)
-        s_kick_all (self);
+    //  Only the queues that grew can start something new (s_kick_all would look at
+    //  every subscription of the core on every publish).
+    for (size_t i = 0; i < n; i++) {
+        touched[i]->touched = false;
+        s_kick (self, touched[i]);
+    }
+    free (touched);
 }
 
 static void s_on_secret (self_t *self, mc_request_t *req)
@@ -1174,6 +1197,12 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
                                       self->ctx->config->webhook_timeout_ms);
     self->bodies = zhashx_new ();
     zhashx_set_destructor (self->bodies, s_body_free);
+    zhashx_set_key_duplicator (self->bodies, NULL);
+    zhashx_set_key_destructor (self->bodies, NULL);
+    zhashx_set_key_hasher (self->bodies, s_seq_hash);
+    zhashx_set_key_comparator (self->bodies, s_seq_compare);
+    self->batch = mc_store_batch_new ();
+    self->group = mc_store_batch_new ();
     bool ok = self->router && self->eventbus && self->http &&
               mc_store_scan (self->ctx->store, "whb/", s_load_body, self) == 0 &&
               mc_store_scan (self->ctx->store, "wh/", s_load_one, self) == 0;
@@ -1206,6 +1235,8 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     zhashx_destroy (&self->secrets);
     zhashx_destroy (&self->delivered);
     zhashx_destroy (&self->bodies);
+    mc_store_batch_destroy (&self->batch);
+    mc_store_batch_destroy (&self->group);
     zsock_destroy (&self->router);
     zsock_destroy (&self->eventbus);
     zsock_destroy (&self->registry);

@@ -169,13 +169,27 @@ void mc_store_batch_delete (mc_store_batch_t *batch, const char *key)
     leveldb_writebatch_delete (batch->batch, key, strlen (key));
 }
 
-int mc_store_batch_write (mc_store_t *self, mc_store_batch_t **batch_p, bool sync)
+int mc_store_batch_commit (mc_store_t *self, mc_store_batch_t *batch, bool sync)
 {
-    mc_store_batch_t *batch = *batch_p;
     char *error = NULL;
     leveldb_write (self->db, sync ? self->sync : self->nosync, batch->batch, &error);
-    leveldb_writebatch_destroy (batch->batch);
-    free (batch);
-    *batch_p = NULL;
+    leveldb_writebatch_clear (batch->batch);
     return error ? s_failed ("batch", "write", error) : 0;
+}
+
+void mc_store_batch_destroy (mc_store_batch_t **batch_p)
+{
+    mc_store_batch_t *batch = *batch_p;
+    if (batch) {
+        leveldb_writebatch_destroy (batch->batch);
+        free (batch);
+    }
+    *batch_p = NULL;
+}
+
+int mc_store_batch_write (mc_store_t *self, mc_store_batch_t **batch_p, bool sync)
+{
+    int rc = mc_store_batch_commit (self, *batch_p, sync);
+    mc_store_batch_destroy (batch_p);
+    return rc;
 }

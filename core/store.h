@@ -48,5 +48,10 @@ void mc_store_batch_put (mc_store_batch_t *batch, const char *key, const void *v
 void mc_store_batch_delete (mc_store_batch_t *batch, const char *key);
 //  Applies and frees the batch (sets *batch_p to NULL). Returns 0 or -1.
 int mc_store_batch_write (mc_store_t *self, mc_store_batch_t **batch_p, bool sync);
+//  Applies the batch and empties it for reuse: it keeps the memory it grew to, so a
+//  batch written again and again does not grow its buffer anew each time. The batch is
+//  emptied also when the write fails. Returns 0 or -1.
+int mc_store_batch_commit (mc_store_t *self, mc_store_batch_t *batch, bool sync);
+void mc_store_batch_destroy (mc_store_batch_t **batch_p);
 
 #endif

@@ -190,6 +190,42 @@ static void test_batch (void)
     s_case_close (&c);
 }
 
+//  A committed batch is empty again: its next commit applies only what came after.
+static void test_batch_reused (void)
+{
+    s_case_t c;
+    s_case_open (&c);
+    mc_store_batch_t *batch = mc_store_batch_new ();
+    mc_store_batch_put (batch, "a", "1", 1);
+    CU_ASSERT_EQUAL (mc_store_batch_commit (c.store, batch, false), 0);
+    CU_ASSERT (s_holds (c.store, "a", "1"));
+    mc_store_batch_delete (batch, "a");
+    CU_ASSERT_EQUAL (mc_store_batch_commit (c.store, batch, true), 0);
+    CU_ASSERT_PTR_NULL (mc_store_get (c.store, "a", NULL));
+    //  Had the first put stayed in the batch, "a" would be back.
+    char big[4096];
+    memset (big, 'b', sizeof big);
+    for (int i = 0; i < 100; i++) { // grows the batch's buffer, which it keeps
+        char key[16];
+        snprintf (key, sizeof key, "b/%03d", i);
+        mc_store_batch_put (batch, key, big, sizeof big);
+    }
+    CU_ASSERT_EQUAL (mc_store_batch_commit (c.store, batch, false), 0);
+    CU_ASSERT_PTR_NULL (mc_store_get (c.store, "a", NULL));
+    mc_store_put (c.store, "b/000", "x", 1, false);
+    //  An empty commit writes nothing (the puts above are not applied again).
+    CU_ASSERT_EQUAL (mc_store_batch_commit (c.store, batch, false), 0);
+    CU_ASSERT (s_holds (c.store, "b/000", "x"));
+    size_t len = 0;
+    char *value = mc_store_get (c.store, "b/099", &len);
+    CU_ASSERT_EQUAL (len, sizeof big);
+    free (value);
+    mc_store_batch_destroy (&batch);
+    CU_ASSERT_PTR_NULL (batch);
+    mc_store_batch_destroy (&batch); // twice is fine
+    s_case_close (&c);
+}
+
 static void test_persistence (void)
 {
     s_case_t c;
@@ -312,6 +348,7 @@ void mc_test_store (void)
     CU_add_test (suite, "get missing", test_get_missing);
     CU_add_test (suite, "scan prefix", test_scan_prefix);
     CU_add_test (suite, "batch", test_batch);
+    CU_add_test (suite, "batch committed again and again", test_batch_reused);
     CU_add_test (suite, "persistence", test_persistence);
     CU_add_test (suite, "locked", test_locked);
     CU_add_test (suite, "corrupt CURRENT", test_corrupt_current);
