@@ -33,6 +33,13 @@
     their cron times (its poller waits until the next one is due) and starts an
     on_demand module when the webhook actor has a delivery for it (RegistryWake).
 
+    A start of an always_on module that fails while the module is wanted running (its
+    port held by another program, a launch or /health that failed) is tried again, with
+    the sandbox's restart backoff: restart_base_ms, doubling up to restart_max_ms; the
+    record says FAILED with the reason and when the next attempt comes. The retries end
+    when a start succeeds, or when the module is no longer wanted running (stopped,
+    uninstalled). They live in memory: a core start tries such a module anyway (BOOT).
+
     Records are acknowledged only after they are durable. A record keeps no secret:
     the token's hash lives with auth, the plaintext token and the webhook secret only
     sealed in <data>/secure (needed to relaunch a module with the same token). */
@@ -83,11 +90,24 @@ struct self_t {
     zhashx_t *busy;           // module name -> saga id string (names held by a saga)
     zhashx_t *reserved_ports; // port (string) -> module name, for sagas not committed yet
     zhashx_t *pending;        // module name -> Mc__RegistryStatus * that came while it was busy
+    zhashx_t *retries;        // module name -> retry_t *: failed always_on starts to try again
     zsock_t *sandbox;         // DEALER to the sandbox (SandboxTouch notifications)
     atomic_bool cancel;       // tells workers to give up (shutdown)
     uint64_t next_saga_id;    // ids of sagas
     bool terminated;          // $TERM received
 };
+
+//  A failed start of an always_on module, to be tried again (see DESIGN).
+typedef struct {
+    int64_t due_ms;    // when (zclock_mono)
+    uint32_t delay_ms; // the backoff that led to it: the next one is twice as long
+} retry_t;
+
+static void s_retry_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
 
 //  --- records ---------------------------------------------------------------------
 
@@ -955,6 +975,64 @@ static void s_on_reserve (self_t *self, mc_request_t *req, saga_t *saga, Mc__Mod
     mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
 }
 
+//  A start's outcome, about to be committed: a failed always_on module that is wanted
+//  running gets its next attempt (the backoff doubles from the last one), said in the
+//  record's reason (so the record is written once, reason and all); any other outcome
+//  ends its retries.
+static void s_retry_plan (self_t *self, Mc__ModuleRecord *rec)
+{
+    retry_t *retry = zhashx_lookup (self->retries, rec->name);
+    if (!rec->want_running || !streq (rec->runtime_mode, "always_on") ||
+        rec->status != MC__MODULE_STATUS__MODULE_FAILED) {
+        if (retry)
+            zhashx_delete (self->retries, rec->name);
+        return;
+    }
+    const mc_config_t *cfg = self->ctx->config;
+    if (!retry) {
+        retry = calloc (1, sizeof *retry);
+        assert (retry);
+        zhashx_insert (self->retries, rec->name, retry);
+    } else
+        retry->delay_ms =
+            retry->delay_ms >= cfg->restart_max_ms / 2 ? cfg->restart_max_ms : retry->delay_ms * 2;
+    if (retry->delay_ms == 0)
+        retry->delay_ms = cfg->restart_base_ms ? cfg->restart_base_ms : 1;
+    retry->due_ms = zclock_mono () + retry->delay_ms;
+    s_set_reason (
+        rec, s_path ("%s (next attempt in %.1f s)", rec->status_reason, retry->delay_ms / 1000.0));
+    zsys_info ("registry: %s: next start attempt in %u ms", rec->name, retry->delay_ms);
+}
+
+//  Starts the failed always_on modules whose next attempt is due; returns ms until the
+//  next one is, or -1 without any.
+static int s_run_retries (self_t *self)
+{
+    int64_t now = zclock_mono (), wait = -1;
+    zlistx_t *names = zhashx_keys (self->retries);
+    for (char *name = zlistx_first (names); name; name = zlistx_next (names)) {
+        retry_t *retry = zhashx_lookup (self->retries, name);
+        Mc__ModuleRecord *rec = zhashx_lookup (self->records, name);
+        if (!rec || !s_live (rec) || !rec->want_running ||
+            rec->status != MC__MODULE_STATUS__MODULE_FAILED) {
+            zhashx_delete (self->retries, name); // stopped, uninstalled, or back already
+            continue;
+        }
+        if (retry->due_ms <= now && zhashx_lookup (self->busy, name))
+            retry->due_ms = now + 100; // a saga holds it: look again after it
+        else if (retry->due_ms <= now) {
+            zsys_info ("registry: starting %s again (always_on, its last start failed)", name);
+            rec->status = MC__MODULE_STATUS__MODULE_STARTING; // shown meanwhile, not stored
+            s_saga_start_thread (self, SAGA_START, name, rec, NULL, NULL);
+            continue; // the saga's DONE schedules the next attempt, if one is needed
+        }
+        if (wait < 0 || retry->due_ms - now < wait)
+            wait = retry->due_ms - now;
+    }
+    zlistx_destroy (&names);
+    return (int)wait;
+}
+
 //  DONE: answer the saga's caller, forget the saga.
 static void s_on_done (self_t *self, mc_request_t *req, saga_t *saga)
 {
@@ -1002,6 +1080,9 @@ static void s_on_saga (self_t *self, mc_request_t *req)
                 s_on_reserve (self, req, saga, msg->module);
             break;
         case MC__REGISTRY_SAGA__STEP__COMMIT:
+            if (msg->module && msg->module->name &&
+                (saga->kind == SAGA_START || saga->kind == SAGA_BOOT))
+                s_retry_plan (self, msg->module);
             if (msg->module && msg->module->name && s_commit (self, msg->module) == 0) {
                 mc_env_t reply = MC__ENVELOPE__INIT;
                 mc_reply (self->router, req->routing_id, req->env->request_id, &reply);
@@ -1548,6 +1629,8 @@ static self_t *s_self_new (mc_context_t *ctx)
     self->reserved_ports = zhashx_new (); // values borrowed from records/sagas
     self->pending = zhashx_new ();
     zhashx_set_destructor (self->pending, s_pending_free);
+    self->retries = zhashx_new ();
+    zhashx_set_destructor (self->retries, s_retry_free);
     self->sandbox = mc_client_new ("sandbox");
     atomic_init (&self->cancel, false);
     return self;
@@ -1566,6 +1649,7 @@ static void s_self_destroy (self_t **self_p)
     zhashx_destroy (&self->busy);
     zhashx_destroy (&self->reserved_ports);
     zhashx_destroy (&self->pending);
+    zhashx_destroy (&self->retries);
     zsock_destroy (&self->sandbox);
     zhashx_destroy (&self->records);
     zsock_destroy (&self->router);
@@ -1588,7 +1672,8 @@ void mc_registry_actor (zsock_t *pipe, void *args)
     mc_actor_ready (pipe, 0);
     zpoller_t *poller = zpoller_new (pipe, self->router, NULL);
     while (!self->terminated) {
-        void *which = zpoller_wait (poller, s_run_schedules (self));
+        int wait = s_run_schedules (self), retry = s_run_retries (self);
+        void *which = zpoller_wait (poller, retry >= 0 && retry < wait ? retry : wait);
         if (which == pipe) {
             char *command = zstr_recv (pipe);
             if (!command || streq (command, "$TERM"))

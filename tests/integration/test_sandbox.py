@@ -334,37 +334,86 @@ def test_kill9(core):
     check(core.module("crasher").get("status") == "STOPPED", "the stopped crasher stays stopped")
 
 
-def test_port_busy_at_boot(core):
-    """A port another program holds when the core starts: the module is FAILED with the
-    reason; once the port is free, the next start of the core brings it back."""
-    port = int(HELLO.rsplit(":", 1)[1].split("/")[0])
-    core.kill9()
+def hold_port(port):
+    """Binds port (once the module that had it is gone) and listens: another program."""
     holder = socket.socket()
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    deadline = time.time() + 10  # the module dies with the core, within moments
+    while True:
+        try:
+            holder.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            if time.time() > deadline:
+                holder.close()
+                raise
+            time.sleep(0.1)
+    holder.listen(1)
+    return holder
+
+
+def test_port_busy_at_boot(core):
+    """A port another program holds when the core starts: the module is FAILED with the
+    reason and is tried again with the restart backoff (200 ms doubling to 1.6 s in this
+    config), so it comes back by itself once the port is free. Stopping it ends the
+    retries; the next start of the core tries it anyway."""
+    port = int(HELLO.rsplit(":", 1)[1].split("/")[0])
+    core.kill9()
+    holder = hold_port(port)
     try:
-        deadline = time.time() + 10  # the module dies with the core, within moments
-        while True:
-            try:
-                holder.bind(("127.0.0.1", port))
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.1)
-        holder.listen(1)
         check(core.start(), "the core starts with hello's port held by another program")
         rec = core.wait_status("hello", ["FAILED"], 40)
-        check(rec.get("status") == "FAILED" and "already in use" in rec.get("status_reason", ""),
-              "hello is FAILED, saying its port is in use (%s: %s)"
-              % (rec.get("status"), rec.get("status_reason")))
+        reason = rec.get("status_reason", "")
+        check(rec.get("status") == "FAILED" and "already in use" in reason
+              and "next attempt in" in reason,
+              "hello is FAILED, saying its port is in use and when it is tried again (%s: %s)"
+              % (rec.get("status"), reason))
+        # Attempts at ~0.2, 0.6, 1.4, 3 s after the first: each fails the same way, and
+        # the delay doubles to its cap.
+        deadline = time.time() + 8
+        while time.time() < deadline:
+            rec = core.module("hello")
+            if rec.get("status") == "FAILED" and "next attempt in 1.6 s" in rec.get(
+                    "status_reason", ""):
+                break
+            time.sleep(0.1)
+        check(rec.get("status") == "FAILED" and "already in use" in rec.get("status_reason", "")
+              and "next attempt in 1.6 s" in rec.get("status_reason", ""),
+              "while the port is held hello stays FAILED, the backoff grown to its cap "
+              "(%s: %s)" % (rec.get("status"), rec.get("status_reason")))
     finally:
         holder.close()
-    core.kill9()
-    check(core.start(), "the core starts again, the port free")
-    rec = core.wait_status("hello", ["RUNNING"], 40)
-    check(rec.get("status") == "RUNNING", "hello is back (%s: %s)"
-          % (rec.get("status"), rec.get("status_reason")))
+    rec = core.wait_status("hello", ["RUNNING"], 15)
+    check(rec.get("status") == "RUNNING", "once the port is free hello is back, with no "
+          "restart of the core (%s: %s)" % (rec.get("status"), rec.get("status_reason")))
     check(http("GET", HELLO + "/health")[0] == 200, "hello serves again")
+
+    # A module stopped while its retries run stays stopped; the next core start tries it.
+    core.kill9()
+    holder = hold_port(port)
+    try:
+        check(core.start(), "the core starts again with the port held")
+        rec = core.wait_status("hello", ["FAILED"], 40)
+        check(rec.get("status") == "FAILED", "hello is FAILED again (%s)" % rec.get("status"))
+        deadline = time.time() + 10
+        status = None
+        while time.time() < deadline:  # 409 while an attempt holds the module: ask again
+            status, rec = core.call("POST", "/modules/hello/stop")
+            if status != 409:
+                break
+            time.sleep(0.1)
+        check(status == 200 and rec.get("status") == "STOPPED",
+              "hello can be stopped while its start is retried (%s %s)" % (status, rec))
+    finally:
+        holder.close()
+    time.sleep(3)  # past every attempt the backoff would have made
+    rec = core.module("hello")
+    check(rec.get("status") == "STOPPED", "stopped, hello is not tried again (%s: %s)"
+          % (rec.get("status"), rec.get("status_reason")))
+    status, rec = core.call("POST", "/modules/hello/start")
+    check(status == 200 and rec.get("status") == "RUNNING", "started by hand, hello runs "
+          "(%s %s)" % (status, rec.get("status") if isinstance(rec, dict) else rec))
+    check(http("GET", HELLO + "/health")[0] == 200, "hello serves")
 
 
 def main():
