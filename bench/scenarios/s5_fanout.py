@@ -17,6 +17,10 @@ subscribes itself at start. Sinks 0-9 subscribe to "fan10.*" and "fan100.*", sin
            baseline)
   curl+headers  the same, each POST carrying the eight header lines a core delivery must
            (curl_fanout --contract-headers; no signing): what the contract costs curl
+  threads  bench/wh_threads: the core's delivery threads alone (actors/webhook_http.c,
+           2 threads as the core's default), handed signed deliveries as the actor
+           hands them, with no outbox, records or publisher: where between libcurl and
+           the whole core the cost lies
 Deliveries per second are taken from the sinks' own counters (first to last delivery).
 
 The three targets take turns, ROUNDS times (3; 1 with --quick), in the same core: the
@@ -142,13 +146,15 @@ def one_round(args, core, admin, ports, targets, n, e, rnd):
                  "publish_p99_us": pub["p99_us"], "publish_errors":
                  int(pub["timeouts"]) + int(pub["errors"]) + int(pub["s5xx"]), **spent})
     reset(ports)
-    for target, extra in (("curl", []), ("curl+headers", ["--contract-headers"])):
+    baselines = (("curl", ["curl_fanout", "--inflight", "1"]),
+                 ("curl+headers", ["curl_fanout", "--inflight", "1", "--contract-headers"]),
+                 ("threads", ["wh_threads", "--threads", "2"]))
+    for target, (program, *extra) in baselines:
         b.log(f"== s5 round {rnd} {target}: {e} POSTs x {n} targets")
         t0 = time.time()
         cpu0, sinks0, ctx0 = children_cpu(), sinks_cpu(), context_switches()
-        r = subprocess.run([b.prog(args, "curl_fanout"), "--count", str(e),
-                            "--inflight", "1", "--body-bytes", str(len(body) + 120)] +
-                           extra +
+        r = subprocess.run([b.prog(args, program), "--count", str(e),
+                            "--body-bytes", str(len(body) + 120)] + extra +
                            [f"http://127.0.0.1:{p}/webhook/events" for p in targets],
                            capture_output=True, text=True, timeout=150)
         b.log("   " + r.stdout.strip())
@@ -207,10 +213,11 @@ def main():
         rss = b.rss_kib(core.pid)
     b.write_csv(os.path.join(args.out, "s5_fanout.csv"), rows)
     summary = {"rss_kib": rss, "rounds": rounds, "runs": rows, "ratios": {},
-               "ratios_same_headers": {}, "ratios_by_round": {},
-               "ratios_same_headers_by_round": {}}
+               "ratios_same_headers": {}, "ratios_threads": {}, "ratios_by_round": {},
+               "ratios_same_headers_by_round": {}, "ratios_threads_by_round": {}}
     for n in subscribers:
-        for target, key in (("curl", "ratios"), ("curl+headers", "ratios_same_headers")):
+        for target, key in (("curl", "ratios"), ("curl+headers", "ratios_same_headers"),
+                            ("threads", "ratios_threads")):
             each = []
             for rnd in range(1, rounds + 1):
                 c = next(r for r in rows if r["target"] == "core" and r["subscribers"] == n
@@ -225,7 +232,8 @@ def main():
         json.dump(summary, f, indent=1)
     b.log(f"s5 median ratios core/curl: {summary['ratios']} (rounds "
           f"{summary['ratios_by_round']}); core/curl with the same headers: "
-          f"{summary['ratios_same_headers']}")
+          f"{summary['ratios_same_headers']}; core/delivery threads alone: "
+          f"{summary['ratios_threads']}")
 
 
 if __name__ == "__main__":
