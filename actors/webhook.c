@@ -57,9 +57,11 @@
     A delivery older than max_age (default one day) after a failure goes DEAD: a
     dead-letter record (synced), and the core publishes webhook.exhausted.
 
-    Every enqueued delivery tells the registry (RegistryWake, once per module and batch):
-    it starts an on_demand module that is not running, or keeps a running one from
-    being stopped as idle.
+    Enqueued deliveries tell the registry (RegistryWake): it starts an on_demand module
+    that is not running, or keeps a running one from being stopped as idle. A module is
+    told at most once per WAKE_EVERY_MS (idle stops are minutes apart, and a woken module
+    takes a moment to start anyway), and again when an attempt to reach it got no answer
+    (it may have stopped since, with deliveries still waiting).
 
     A module's signing secret comes from the registry (WebhookSecret at each launch);
     deliveries to a module whose secret is not known yet (core restarted, module not
@@ -81,11 +83,12 @@
 
 #define KEEP_DELIVERED   1000
 #define GROUP_COMMIT_MAX 512
-#define SDK_REPLIES_MAX  512 // per pass
-#define TICK_MS          100 // retries and waiting heads are looked at this often
-#define FLUSH_MS         10  // unsynced record writes wait at most this long...
-#define FLUSH_MAX        256 // ...or until this many are batched
-#define HAND_DEPTH       8   // jobs a subscription may have at its delivery thread
+#define SDK_REPLIES_MAX  512  // per pass
+#define TICK_MS          100  // retries and waiting heads are looked at this often
+#define FLUSH_MS         10   // unsynced record writes wait at most this long...
+#define FLUSH_MAX        256  // ...or until this many are batched
+#define HAND_DEPTH       8    // jobs a subscription may have at its delivery thread
+#define WAKE_EVERY_MS    1000 // a module is sent RegistryWake at most this often
 
 typedef struct self_t self_t;
 
@@ -139,6 +142,7 @@ struct self_t {
     zhashx_t *native;        // SdkPush call id (string) -> attempt_t * (pushes in flight)
     zsock_t *sdk;            // DEALER to the sdk actor (native pushes; replies in the loop)
     zhashx_t *delivered;     // module -> delivered_t: seqs of its DELIVERED records
+    zhashx_t *woken;         // module -> int64_t *: when it was last sent RegistryWake
     zhashx_t *bodies;        // body seq (uint64_t *, the body's own) -> body_t * (owned)
     uint64_t next_seq;       // seq of the next outbox record
     uint64_t next_gen;       // generation of the next queue handing (from 1)
@@ -458,6 +462,12 @@ static void s_remember_delivered (self_t *self, const Mc__Delivery *d)
     }
 }
 
+static void s_woken_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
 static void s_delivered_free (void **item)
 {
     delivered_t *kept = *item;
@@ -466,6 +476,28 @@ static void s_delivered_free (void **item)
         free (kept);
     }
     *item = NULL;
+}
+
+//  Tells the registry that deliveries wait for module (see DESIGN), unless it was told
+//  less than WAKE_EVERY_MS ago.
+static void s_wake (self_t *self, const char *module)
+{
+    int64_t now = zclock_mono ();
+    int64_t *last = zhashx_lookup (self->woken, module);
+    if (last && now - *last < WAKE_EVERY_MS)
+        return;
+    if (!last) {
+        last = malloc (sizeof *last);
+        assert (last);
+        zhashx_insert (self->woken, module, last);
+    }
+    *last = now;
+    Mc__RegistryWake wake = MC__REGISTRY_WAKE__INIT;
+    wake.name = (char *)module;
+    mc_env_t env = MC__ENVELOPE__INIT;
+    env.body_case = MC__ENVELOPE__BODY_REGISTRY_WAKE;
+    env.registry_wake = &wake;
+    mc_notify (self->registry, &env);
 }
 
 //  --- attempts --------------------------------------------------------------------
@@ -601,9 +633,10 @@ static bool s_settle (self_t *self, queue_t *queue, long code, const char *failu
             s_dead (self, queue, "the subscription was removed (410 Gone)", false);
         return false;
     }
-    if (!answered)
+    if (!answered) {
         snprintf (why, sizeof why, "%s", failure ? failure : "no answer");
-    else if (code >= 300 && code < 400)
+        s_wake (self, d->module); // an on_demand module may have stopped since
+    } else if (code >= 300 && code < 400)
         snprintf (why, sizeof why, "HTTP %ld (redirects are not followed)", code);
     else
         snprintf (why, sizeof why, "HTTP %ld", code);
@@ -772,18 +805,8 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
     queue_t **touched = malloc ((zlistx_size (fresh) + 1) * sizeof *touched);
     assert (touched);
     size_t n = 0;
-    zhashx_t *woken = zhashx_new (); // each module told once per batch
     for (Mc__Delivery *d = zlistx_first (fresh); d; d = zlistx_next (fresh)) {
-        if (!zhashx_lookup (woken, d->module)) {
-            //  The registry starts an on_demand module that a delivery now waits for.
-            zhashx_insert (woken, d->module, (void *)1);
-            Mc__RegistryWake wake = MC__REGISTRY_WAKE__INIT;
-            wake.name = d->module;
-            mc_env_t env = MC__ENVELOPE__INIT;
-            env.body_case = MC__ENVELOPE__BODY_REGISTRY_WAKE;
-            env.registry_wake = &wake;
-            mc_notify (self->registry, &env);
-        }
+        s_wake (self, d->module); // an on_demand module a delivery now waits for starts
         queue_t *queue = s_queue (self, d->subscription_id);
         zlistx_add_end (queue->pending, d);
         mc_metrics_outbox_add (1);
@@ -793,7 +816,6 @@ static void s_enqueue_batch (self_t *self, zlistx_t *requests)
         }
     }
     zlistx_destroy (&fresh);
-    zhashx_destroy (&woken);
     //  Only the queues that grew can start something new (s_kick_all would look at
     //  every subscription of the core on every publish).
     for (size_t i = 0; i < n; i++) {
@@ -846,6 +868,7 @@ static void s_on_forget (self_t *self, mc_request_t *req)
     if (module && *module) {
         zhashx_delete (self->secrets, module); // wiped by s_secret_free
         zhashx_delete (self->delivered, module);
+        zhashx_delete (self->woken, module);
         zlistx_t *keys = zhashx_keys (self->queues);
         for (char *key = zlistx_first (keys); key; key = zlistx_next (keys)) {
             queue_t *queue = zhashx_lookup (self->queues, key);
@@ -1192,6 +1215,8 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     zhashx_set_destructor (self->secrets, s_secret_free);
     self->delivered = zhashx_new ();
     zhashx_set_destructor (self->delivered, s_delivered_free);
+    self->woken = zhashx_new ();
+    zhashx_set_destructor (self->woken, s_woken_free);
     self->next_gen = 1;
     self->http = mc_webhook_http_new (self->ctx->config->webhook_threads,
                                       self->ctx->config->webhook_timeout_ms);
@@ -1234,6 +1259,7 @@ void mc_webhook_actor (zsock_t *pipe, void *args)
     zhashx_destroy (&self->queues);
     zhashx_destroy (&self->secrets);
     zhashx_destroy (&self->delivered);
+    zhashx_destroy (&self->woken);
     zhashx_destroy (&self->bodies);
     mc_store_batch_destroy (&self->batch);
     mc_store_batch_destroy (&self->group);

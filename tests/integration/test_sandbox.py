@@ -10,9 +10,12 @@ port with a temporary data dir and a TOML config, real module processes in bubbl
   3. health: a module whose /health turns 500 is restarted
   4. crash loop: a module that exits at once reaches CRASHLOOP with exit code, stderr and
      doubling restart delays, and the core stays idle meanwhile
-  5. on_demand: installed stopped, started by POST start, stopped when idle
+  5. on_demand: installed stopped, started by POST start, stopped when idle; an event
+     for a stopped one starts it, and it is delivered
   6. kill -9 of the core: no module process survives; a restarted core brings the
      always_on modules back with their tokens
+  7. a port held by another program: the always_on module's start is tried again with
+     a backoff until the port is free; a stop ends the attempts
 Runs as root (CI does). Prints "N passed, M failed" last.
 
 usage: test_sandbox.py --build BUILD_DIR"""
@@ -312,6 +315,70 @@ def test_on_demand(core):
           "it is stopped when idle (%s)" % rec.get("status_reason"))
 
 
+WAKER = """from modcore_sdk import Module
+
+module = Module()
+seen = []
+
+
+@module.on_event("wake.*")
+def on_wake(event):
+    seen.append(event.id)
+
+
+@module.route("GET", "/seen")
+def seen_route(request):
+    return {"seen": list(seen)}
+
+
+if __name__ == "__main__":
+    module.run()
+"""
+
+
+def test_on_demand_event(core):
+    """An event for an on_demand module that stopped when idle starts it (the webhook
+    actor's RegistryWake), and the event is delivered to it."""
+    src = os.path.join(C.tmp, "waker")
+    os.makedirs(src, exist_ok=True)
+    with open(os.path.join(src, "main.py"), "w") as f:
+        f.write(WAKER)
+    with open(os.path.join(src, "manifest.json"), "w") as f:
+        json.dump({"name": "waker", "version": "1.0.0", "type": "AUTOMATION",
+                   "api_version": "1.0", "runtime_mode": "on_demand", "port": PORTS["waker"],
+                   "permissions": ["events.subscribe"], "entry": ["python3", "main.py"]}, f)
+    status, rec = core.call("POST", "/modules/install", zip_dir(src), "application/zip")
+    check(status == 201 and rec.get("status") == "STOPPED", "waker (on_demand) installs STOPPED "
+          "(%s %s)" % (status, rec.get("status") if isinstance(rec, dict) else rec))
+    status, rec = core.call("POST", "/modules/waker/start")
+    check(status == 200 and rec.get("status") == "RUNNING", "started once, it subscribes")
+    deadline = time.time() + 15
+    subscribed = False
+    while time.time() < deadline and not subscribed:
+        subs = core.call("GET", "/events/subscriptions")[1].get("subscriptions", [])
+        subscribed = any(x.get("module") == "waker" for x in subs)
+        time.sleep(0.2)
+    check(subscribed, "waker subscribed to wake.*")
+    rec = core.wait_status("waker", ["STOPPED"], 15)
+    check(rec.get("status") == "STOPPED" and "without activity" in rec.get("status_reason", ""),
+          "waker stopped when idle (%s)" % rec.get("status_reason"))
+    status, published = core.call("POST", "/events/publish", {"type": "wake.ping",
+                                                               "payload": {"n": 1}})
+    check(status == 201 and published.get("event_id"),
+          "an event for it is published (%s %s)" % (status, published))
+    rec = core.wait_status("waker", ["RUNNING"], 20)
+    check(rec.get("status") == "RUNNING", "the event started waker (%s: %s)"
+          % (rec.get("status"), rec.get("status_reason")))
+    deadline = time.time() + 20  # a first attempt while it starts is retried after 1 s
+    seen = []
+    while time.time() < deadline and published.get("event_id") not in seen:
+        body = http("GET", "http://127.0.0.1:%d/seen" % PORTS["waker"])[1]
+        seen = body.get("seen", []) if isinstance(body, dict) else []
+        time.sleep(0.2)
+    check(published.get("event_id") in seen, "the event was delivered to the module it started "
+          "(%s)" % seen)
+
+
 def test_kill9(core):
     ident = http("GET", HOSTILE + "/identity")[1]
     procs = module_processes(core.data)
@@ -425,7 +492,7 @@ def main():
         print("skipped: needs root and bubblewrap\n0 passed, 0 failed")
         return 0
     global HOSTILE, HELLO
-    for name in ("hello", "hostile", "crasher", "lazy"):
+    for name in ("hello", "hostile", "crasher", "lazy", "waker"):
         PORTS[name] = pick_module_port()
     HOSTILE = "http://127.0.0.1:%d" % PORTS["hostile"]
     HELLO = "http://127.0.0.1:%d" % PORTS["hello"]
@@ -454,6 +521,7 @@ secret_setting = "the core's config must stay hidden"
             test_health_restart(core)
             test_crash_loop(core)
             test_on_demand(core)
+            test_on_demand_event(core)
             test_kill9(core)
             test_port_busy_at_boot(core)
     finally:
