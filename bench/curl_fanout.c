@@ -17,7 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "fanout.h"
 
 typedef struct {
     const char *url; // where
@@ -30,13 +31,6 @@ typedef struct {
     target_t *target; // whose
     int busy;         // in the multi
 } handle_t;
-
-static double s_now (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static size_t s_discard (char *ptr, size_t size, size_t n, void *arg)
 {
@@ -89,14 +83,8 @@ int main (int argc, char **argv)
         fprintf (stderr, "curl_fanout: give --count >= 1 and at least one URL\n");
         return 2;
     }
-    //  A body shaped like an event: {"id": ..., "type": ..., "payload": {"pad": "xxx"}}.
-    char *body = malloc ((size_t)body_bytes + 128);
-    int head =
-        snprintf (body, 128, "{\"id\":\"bench\",\"type\":\"bench.tick\",\"payload\":{\"pad\":\"");
-    long pad = body_bytes - head - 4 > 0 ? body_bytes - head - 4 : 0;
-    memset (body + head, 'x', (size_t)pad);
-    strcpy (body + head + pad, "\"}}");
-    size_t body_len = strlen (body);
+    size_t body_len;
+    char *body = fanout_body (body_bytes, &body_len);
 
     curl_global_init (CURL_GLOBAL_DEFAULT);
     CURLM *multi = curl_multi_init ();
@@ -140,7 +128,7 @@ int main (int argc, char **argv)
         }
     }
     long done = 0, failed = 0, total = count * ntargets;
-    double start = s_now ();
+    double start = fanout_now ();
     for (int i = 0; i < ntargets * inflight; i++)
         if (handles[i].target->remaining > 0) {
             handles[i].target->remaining--;
@@ -148,7 +136,7 @@ int main (int argc, char **argv)
             curl_multi_add_handle (multi, handles[i].easy);
         }
     int running = 1;
-    while (done < total && s_now () - start < 120) {
+    while (done < total && fanout_now () - start < 120) {
         curl_multi_perform (multi, &running);
         CURLMsg *msg;
         int left;
@@ -173,28 +161,16 @@ int main (int argc, char **argv)
         if (done < total)
             curl_multi_poll (multi, NULL, 0, 100, NULL);
     }
-    double secs = s_now () - start;
-    printf ("curl_fanout %s: %d targets x %ld = %ld deliveries (%ld failed) in %.3f s: %.0f/s "
-            "(in flight per target %ld)\n",
-            label, ntargets, count, done, failed, secs, (double)done / secs, inflight);
-    if (csv) {
-        FILE *f = fopen (csv, "a");
-        if (f) {
-            if (ftell (f) == 0)
-                fputs ("label,targets,per_target,deliveries,failed,seconds,deliveries_per_s,"
-                       "inflight_per_target\n",
-                       f);
-            fprintf (f, "%s,%d,%ld,%ld,%ld,%.3f,%.1f,%ld\n", label, ntargets, count, done, failed,
-                     secs, (double)done / secs, inflight);
-            fclose (f);
-        }
-    }
+    double secs = fanout_now () - start;
+    fanout_report ("curl_fanout", label, ntargets, count, done, failed, secs,
+                   "in flight per target", "inflight_per_target", inflight, csv);
     for (int i = 0; i < ntargets * inflight; i++) {
         if (handles[i].busy)
             curl_multi_remove_handle (multi, handles[i].easy);
         curl_easy_cleanup (handles[i].easy);
     }
     curl_slist_free_all (headers);
+    free (body);
     curl_multi_cleanup (multi);
     curl_global_cleanup ();
     return failed ? 1 : 0;

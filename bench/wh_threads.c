@@ -14,9 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "actors/webhook_http.h"
+#include "fanout.h"
 
 #define HAND_DEPTH 8 // as the webhook actor's
 
@@ -26,13 +26,6 @@ typedef struct {
     long next;   // index of the next delivery to hand
     bool failed; // halted by a failure
 } target_t;
-
-static double s_now (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void s_hand (mc_webhook_http_t *http, target_t *t, uint32_t index, const char *url,
                     mc_blob_t *body, const crypto_auth_hmacsha256_state *keyed)
@@ -91,14 +84,9 @@ int main (int argc, char **argv)
     }
     if (sodium_init () < 0)
         return 1;
-    //  A body shaped like an event, as curl_fanout's.
-    char *text = malloc ((size_t)body_bytes + 128);
-    int head =
-        snprintf (text, 128, "{\"id\":\"bench\",\"type\":\"bench.tick\",\"payload\":{\"pad\":\"");
-    long pad = body_bytes - head - 4 > 0 ? body_bytes - head - 4 : 0;
-    memset (text + head, 'x', (size_t)pad);
-    strcpy (text + head + pad, "\"}}");
-    mc_blob_t *body = mc_blob_new (text, strlen (text));
+    size_t len;
+    char *text = fanout_body (body_bytes, &len); // as curl_fanout's
+    mc_blob_t *body = mc_blob_new (text, len);
     free (text);
     char secret[65];
     memset (secret, 's', 64);
@@ -113,7 +101,7 @@ int main (int argc, char **argv)
     }
     target_t *targets = calloc ((size_t)ntargets, sizeof *targets);
     long done = 0, failed = 0, total = count * ntargets;
-    double start = s_now ();
+    double start = fanout_now ();
     for (int i = 0; i < ntargets; i++) {
         snprintf (targets[i].id, sizeof targets[i].id, "sub-%d", i);
         while (targets[i].next < count && targets[i].handed < HAND_DEPTH)
@@ -121,7 +109,7 @@ int main (int argc, char **argv)
     }
     mc_webhook_http_flush (http);
     struct pollfd wait = {mc_webhook_http_fd (http), POLLIN, 0};
-    while (done + failed < total && s_now () - start < 120) {
+    while (done + failed < total && fanout_now () - start < 120) {
         if (poll (&wait, 1, 100) <= 0)
             continue;
         mc_job_t **jobs;
@@ -154,22 +142,9 @@ int main (int argc, char **argv)
                 targets[i].next = count;
             }
     }
-    double secs = s_now () - start;
-    printf ("wh_threads %s: %d targets x %ld = %ld deliveries (%ld failed) in %.3f s: %.0f/s "
-            "(%ld delivery threads)\n",
-            label, ntargets, count, done, failed, secs, (double)done / secs, threads);
-    if (csv) {
-        FILE *f = fopen (csv, "a");
-        if (f) {
-            if (ftell (f) == 0)
-                fputs ("label,targets,per_target,deliveries,failed,seconds,deliveries_per_s,"
-                       "threads\n",
-                       f);
-            fprintf (f, "%s,%d,%ld,%ld,%ld,%.3f,%.1f,%ld\n", label, ntargets, count, done, failed,
-                     secs, (double)done / secs, threads);
-            fclose (f);
-        }
-    }
+    double secs = fanout_now () - start;
+    fanout_report ("wh_threads", label, ntargets, count, done, failed, secs, "delivery threads",
+                   "threads", threads, csv);
     mc_webhook_http_destroy (&http);
     mc_blob_unref (&body);
     sodium_memzero (&keyed, sizeof keyed);
