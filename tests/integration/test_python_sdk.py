@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import os
+import signal
 import shutil
 import sys
 import tempfile
@@ -891,6 +892,28 @@ def test_18_storage_through_the_sdk():
 def test_19_sigterm_stops_cleanly_and_restart_resubscribes():
     c = Check()
     require("sdkprobe" in C.ports, "prerequisite: sdkprobe not installed")
+    # SIGTERM reaches the main thread at once: every other thread blocks it.
+    root = (admin("GET", "/modules/sdkprobe").json or {}).get("pid") or 0
+    tree, pid = [root] if root else [], 0
+    for p in tree:  # the record's pid is the sandbox's; the module runs below it
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                tree += [int(x) for x in f.read().split()]
+            if len(os.listdir(f"/proc/{p}/task")) > 1:
+                pid = p  # the process with threads: the SDK's
+        except OSError:
+            pass
+    masks = {}
+    for tid in (os.listdir(f"/proc/{pid}/task") if pid else []):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            masks[int(tid)] = int(fields["SigBlk"].strip(), 16) >> (signal.SIGTERM - 1) & 1
+        except OSError:
+            pass  # a request's thread that has ended
+    c.expect(len(masks) > 1 and masks.get(pid) == 0 and
+             all(blocked for tid, blocked in masks.items() if tid != pid),
+             f"SIGTERM blocked in every thread but the main one (pid {pid}: {masks})")
     t0 = time.monotonic()
     r = admin("POST", "/modules/sdkprobe/stop", timeout=60)
     took = time.monotonic() - t0

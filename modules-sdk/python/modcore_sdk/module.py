@@ -297,14 +297,24 @@ class Module:
         if not logging.getLogger().handlers:
             logging.basicConfig(level=self.log_level, stream=sys.stderr,
                                 format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
+        main = threading.current_thread() is threading.main_thread()
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        if main:
+            for sig in stop_signals:
                 signal.signal(sig, lambda signum, frame: self._stopping.set())
+            # The threads started below inherit a mask that blocks these, so the kernel
+            # delivers them to this thread and they cut its wait short. Delivered to
+            # another thread, they would be seen only when the wait times out (up to 1 s
+            # late: a stop could overrun the core's grace period and end in SIGKILL).
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         try:
             self.start()
         except RuntimeError as e:
             self.log.error("%s", e)
             raise SystemExit(1)
+        finally:
+            if main:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         try:
             while not self._stopping.wait(1.0):
                 pass
